@@ -1,0 +1,226 @@
+//! One signature's graph, parsed once at load, and the optimized runnable plans
+//! built from it on demand: one per (output subset, input types and shapes), with
+//! the batch dimension symbolic when the inputs share one, kept in a small bounded
+//! cache. A request that hits the cache pays only for the run; the cache lock is
+//! held for a lookup, never during inference.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, RwLock};
+
+use infermesh_tfserving::Status;
+use tract_core::internal::{DatumType, IntoTValue, TDim, TValue, TVec};
+use tract_core::model::TypedRunnableModel;
+use tract_core::prelude::{IntoRunnable, TractResult};
+use tract_tensorflow::tract_hir::prelude::{InferenceFact, InferenceModel, InferenceModelExt};
+
+type TractTensor = tract_core::internal::Tensor;
+type Plan = Arc<TypedRunnableModel>;
+
+/// Plans kept per program; past this, an arbitrary entry makes room.
+const CACHE_CAPACITY: usize = 64;
+
+/// What a plan is specialised for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PlanKey {
+    /// Indices into the program outputs, ascending, no duplicates.
+    outputs: Vec<usize>,
+    /// Element type and shape per input; leading dims are zero when `batch` is set.
+    inputs: Vec<(DatumType, Vec<usize>)>,
+    /// The leading dimension of every input is one symbolic batch size.
+    batch: bool,
+}
+
+enum Entry {
+    Ready(Plan),
+    /// The symbolic-batch plan could not be built: use exact shapes.
+    UseExactShapes,
+    /// Building a plan for these exact shapes failed with this message.
+    Failed(String),
+}
+
+/// A parsed graph whose inputs and outputs are in a fixed order.
+pub struct Program {
+    /// For messages: `signature 'serving_default'`.
+    what: String,
+    model: InferenceModel,
+    cache: RwLock<HashMap<PlanKey, Entry>>,
+}
+
+/// Runs `f`, turning a panic inside tract into an error.
+fn guard<T>(f: impl FnOnce() -> TractResult<T>) -> Result<TractResult<T>, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    })
+}
+
+/// The whole error chain of a tract error, on one line.
+pub fn chain(e: &tract_core::prelude::TractError) -> String {
+    format!("{e:#}")
+}
+
+impl Program {
+    /// `model` must have its inputs and outputs set in the order callers use.
+    pub fn new(what: String, model: InferenceModel) -> Program {
+        Program {
+            what,
+            model,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Runs the graph on `inputs` (program input order) and returns the program
+    /// outputs listed in `outputs` (ascending indices), in that order.
+    pub fn run(&self, inputs: Vec<TractTensor>, outputs: &[usize]) -> Result<TVec<TValue>, Status> {
+        let shapes: Vec<(DatumType, Vec<usize>)> = inputs
+            .iter()
+            .map(|t| (t.datum_type(), t.shape().to_vec()))
+            .collect();
+        let plan = self.plan(shapes, outputs)?;
+        let values: TVec<TValue> = inputs.into_iter().map(|t| t.into_tvalue()).collect();
+        match guard(|| plan.run(values)) {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(Status::invalid_argument(format!(
+                "{} failed: {}",
+                self.what,
+                chain(&e)
+            ))),
+            Err(panic) => Err(Status::internal(format!(
+                "{} failed: inference engine panicked: {panic}",
+                self.what
+            ))),
+        }
+    }
+
+    /// Per cached entry: (symbolic batch, holds a ready plan).
+    #[cfg(test)]
+    pub fn cached(&self) -> Vec<(bool, bool)> {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let mut entries: Vec<(bool, bool)> = cache
+            .iter()
+            .map(|(k, e)| (k.batch, matches!(e, Entry::Ready(_))))
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    fn lookup(&self, key: &PlanKey) -> Option<Result<Plan, Option<String>>> {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache.get(key).map(|entry| match entry {
+            Entry::Ready(plan) => Ok(plan.clone()),
+            Entry::UseExactShapes => Err(None),
+            Entry::Failed(message) => Err(Some(message.clone())),
+        })
+    }
+
+    fn remember(&self, key: PlanKey, entry: Entry) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_CAPACITY
+            && !cache.contains_key(&key)
+            && let Some(victim) = cache.keys().next().cloned()
+        {
+            cache.remove(&victim);
+        }
+        cache.insert(key, entry);
+    }
+
+    fn plan(
+        &self,
+        shapes: Vec<(DatumType, Vec<usize>)>,
+        outputs: &[usize],
+    ) -> Result<Plan, Status> {
+        let outputs = outputs.to_vec();
+        let first = shapes.first().and_then(|(_, s)| s.first().copied());
+        let batched = first.is_some() && shapes.iter().all(|(_, s)| s.first().copied() == first);
+        if batched {
+            let mut inputs = shapes.clone();
+            for (_, s) in &mut inputs {
+                s[0] = 0;
+            }
+            let key = PlanKey {
+                outputs: outputs.clone(),
+                inputs,
+                batch: true,
+            };
+            match self.lookup(&key) {
+                Some(Ok(plan)) => return Ok(plan),
+                Some(Err(_)) => {}
+                None => match self.build(&key) {
+                    Ok(plan) => {
+                        self.remember(key, Entry::Ready(plan.clone()));
+                        return Ok(plan);
+                    }
+                    Err(message) => {
+                        tracing::debug!(what = %self.what, %message, "no symbolic-batch plan, using exact shapes");
+                        self.remember(key, Entry::UseExactShapes);
+                    }
+                },
+            }
+        }
+        let key = PlanKey {
+            outputs,
+            inputs: shapes,
+            batch: false,
+        };
+        let result = match self.lookup(&key) {
+            Some(Ok(plan)) => return Ok(plan),
+            Some(Err(message)) => Err(message.unwrap_or_default()),
+            None => {
+                let built = self.build(&key);
+                let entry = match &built {
+                    Ok(plan) => Entry::Ready(plan.clone()),
+                    Err(message) => Entry::Failed(message.clone()),
+                };
+                self.remember(key.clone(), entry);
+                built
+            }
+        };
+        result.map_err(|message| {
+            let shapes: Vec<String> = key
+                .inputs
+                .iter()
+                .map(|(dt, s)| format!("{dt:?}{s:?}"))
+                .collect();
+            Status::invalid_argument(format!(
+                "{} cannot run on inputs [{}]: {message}",
+                self.what,
+                shapes.join(", ")
+            ))
+        })
+    }
+
+    /// Specialises and optimizes the graph for `key`: the expensive step.
+    fn build(&self, key: &PlanKey) -> Result<Plan, String> {
+        let result = guard(|| {
+            let mut model = self.model.clone();
+            let batch = model.sym("batch");
+            for (ix, (dt, shape)) in key.inputs.iter().enumerate() {
+                let dims: TVec<TDim> = shape
+                    .iter()
+                    .enumerate()
+                    .map(|(axis, &d)| {
+                        if key.batch && axis == 0 {
+                            TDim::from(batch.clone())
+                        } else {
+                            TDim::from(d)
+                        }
+                    })
+                    .collect();
+                model.set_input_fact(ix, InferenceFact::dt_shape(*dt, dims))?;
+            }
+            let all = model.output_outlets()?.to_vec();
+            let wanted: Vec<_> = key.outputs.iter().map(|&o| all[o]).collect();
+            model.select_output_outlets(&wanted)?;
+            model.into_optimized()?.into_runnable()
+        });
+        match result {
+            Ok(Ok(plan)) => Ok(plan),
+            Ok(Err(e)) => Err(chain(&e)),
+            Err(panic) => Err(format!("inference engine panicked: {panic}")),
+        }
+    }
+}

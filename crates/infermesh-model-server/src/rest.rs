@@ -1,0 +1,313 @@
+//! The REST API (TF Serving's `/v1/models/...` paths and
+//! `/monitoring/prometheus/metrics`): the listener loop with graceful shutdown, body
+//! limits and the request timeout, then one handler per API over `service`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use infermesh_tfserving::rest_path::{self, RestApi, RestRoute};
+use std::collections::BTreeMap;
+
+use infermesh_tfserving::{Status, inference, json};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::metrics::{Api, Entrypoint};
+use crate::service::{ModelSpec, Models};
+
+const METRICS_PATH: &str = "/monitoring/prometheus/metrics";
+
+/// Shared state of the REST handlers.
+#[derive(Clone)]
+pub struct Rest {
+    models: Models,
+    registry: Arc<Registry>,
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl Rest {
+    pub fn new(
+        models: Models,
+        registry: Arc<Registry>,
+        timeout: Duration,
+        max_body_bytes: usize,
+    ) -> Rest {
+        Rest {
+            models,
+            registry,
+            timeout,
+            max_body_bytes,
+        }
+    }
+}
+
+/// Accepts connections until `stop` turns true, then drains open ones for up to
+/// `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Rest,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) -> Result<(), std::io::Error> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("REST accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(state, req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("REST connection ended: {e}");
+                    }
+                });
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("REST: in-flight requests still running after {drain:?}; closing");
+    }
+    Ok(())
+}
+
+/// One REST request, bounded by the timeout.
+async fn handle(state: Rest, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let timeout = state.timeout;
+    match tokio::time::timeout(timeout, route(state, req)).await {
+        Ok(response) => response,
+        Err(_) => error(&Status::deadline_exceeded(format!(
+            "Request timed out after {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+async fn route(state: Rest, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if req.method() == Method::GET && path == METRICS_PATH {
+        return metrics(&state);
+    }
+    let route = match rest_path::parse(req.method().as_str(), &path) {
+        Ok(Some(route)) => route,
+        Ok(None) => return not_found(),
+        Err(status) => return error(&status),
+    };
+    let started = Instant::now();
+    let spec = ModelSpec {
+        name: route.model.clone(),
+        version: route.version(),
+        label: route.label().map(str::to_string),
+    };
+    let api = api_of(route.api);
+    let (result, http_status) = match read_body(req, state.max_body_bytes).await {
+        Ok(body) => (dispatch(&state, &route, &spec, api, &body).await, None),
+        Err(BodyError::TooLarge(status)) => (Err(status), Some(StatusCode::PAYLOAD_TOO_LARGE)),
+        Err(BodyError::Read(status)) => (Err(status), None),
+    };
+    let record = |version, outcome| {
+        state.models.record(
+            Some(&spec),
+            version,
+            api,
+            Entrypoint::Rest,
+            outcome,
+            started,
+        )
+    };
+    match result {
+        Ok((body, version)) => {
+            record(Some(version), Ok(()));
+            json_response(StatusCode::OK, body)
+        }
+        Err(status) => {
+            record(None, Err(&status));
+            let code = http_status.unwrap_or_else(|| {
+                StatusCode::from_u16(status.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            });
+            json_response(code, status.to_json_body())
+        }
+    }
+}
+
+fn api_of(api: RestApi) -> Api {
+    match api {
+        RestApi::Predict => Api::Predict,
+        RestApi::Classify => Api::Classify,
+        RestApi::Regress => Api::Regress,
+        RestApi::Metadata => Api::GetModelMetadata,
+        RestApi::Status => Api::GetModelStatus,
+    }
+}
+
+/// Runs one API call; returns the JSON body and the version that answered.
+async fn dispatch(
+    state: &Rest,
+    route: &RestRoute,
+    spec: &ModelSpec,
+    api: Api,
+    body: &[u8],
+) -> Result<(String, i64), Status> {
+    let models = &state.models;
+    match route.api {
+        RestApi::Status => {
+            let statuses = models.status(spec)?;
+            let version = statuses.first().map_or(0, |s| s.version);
+            Ok((json::model_status_json(&statuses), version))
+        }
+        RestApi::Metadata => {
+            let resolved = models.resolve(spec)?;
+            let body = json::model_metadata_json(
+                &resolved.name,
+                resolved.version,
+                resolved.servable.signatures(),
+            );
+            Ok((body, resolved.version))
+        }
+        RestApi::Predict => {
+            let resolved = models.resolve(spec)?;
+            let request = json::parse_predict_request(body, |name| {
+                json::find_signature(resolved.servable.signatures(), name)
+            })?;
+            let output = models
+                .run(
+                    &resolved,
+                    &request.signature_name,
+                    api,
+                    Entrypoint::Rest,
+                    request.inputs,
+                    Vec::new(),
+                )
+                .await?;
+            let body = json::encode_predict_response(&output.outputs, request.format)?;
+            Ok((body, output.version))
+        }
+        RestApi::Classify | RestApi::Regress => {
+            let request = json::parse_classify_regress_request(body)?;
+            let resolved = models.resolve(spec)?;
+            let (tensor, n) = inference::input_to_examples_tensor(&request.to_input())?;
+            let mut inputs = BTreeMap::new();
+            inputs.insert(inference::INPUTS.to_string(), tensor);
+            let output = models
+                .run(
+                    &resolved,
+                    request.signature_key(),
+                    api,
+                    Entrypoint::Rest,
+                    inputs,
+                    Vec::new(),
+                )
+                .await?;
+            let body = if route.api == RestApi::Classify {
+                json::encode_classification_result(&inference::classification_result(
+                    &output.outputs,
+                    n,
+                )?)?
+            } else {
+                json::encode_regression_result(&inference::regression_result(&output.outputs, n)?)?
+            };
+            Ok((body, output.version))
+        }
+    }
+}
+
+/// Why a request body could not be read.
+enum BodyError {
+    /// Above the limit: answered with 413, counted as RESOURCE_EXHAUSTED.
+    TooLarge(Status),
+    /// The client went away or broke the stream.
+    Read(Status),
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyError> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(BodyError::TooLarge(too_large(limit)));
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(BodyError::TooLarge(too_large(limit)))
+        }
+        Err(e) => Err(BodyError::Read(Status::new(
+            infermesh_tfserving::Code::Cancelled,
+            format!("Failed to read request body: {e}"),
+        ))),
+    }
+}
+
+fn too_large(limit: usize) -> Status {
+    Status::new(
+        infermesh_tfserving::Code::ResourceExhausted,
+        format!("Request body too large: the limit is {limit} bytes"),
+    )
+}
+
+fn metrics(state: &Rest) -> Response<Full<Bytes>> {
+    let text = crate::metrics::render(&state.registry);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An error as TF Serving answers it: mapped status, `{"error": "..."}`.
+fn error(status: &Status) -> Response<Full<Bytes>> {
+    let code =
+        StatusCode::from_u16(status.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, status.to_json_body())
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}

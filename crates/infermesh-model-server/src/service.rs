@@ -1,0 +1,289 @@
+//! The protocol-independent core of the model server: find the servable a request
+//! names, check the request against the signature, run it within the concurrency
+//! limit, and record metrics. REST and gRPC front ends both call this; neither runs a
+//! model itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use infermesh_tfserving::model_info::{VersionState, VersionStatus};
+use infermesh_tfserving::servable::DEFAULT_SIGNATURE;
+use infermesh_tfserving::{Servable, Signature, Status, Tensor, inference};
+use tokio::sync::Semaphore;
+
+use crate::manager::{ModelManager, Resolved, State};
+use crate::metrics::{Api, Entrypoint, Metrics, RequestRecord};
+
+/// What a request names: a model and, optionally, a version or a label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelSpec {
+    pub name: String,
+    pub version: Option<i64>,
+    pub label: Option<String>,
+}
+
+/// A signature run's result and which version served it.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub version: i64,
+    pub signature_name: String,
+    pub signature: Signature,
+    pub outputs: BTreeMap<String, Tensor>,
+}
+
+/// The model server's shared state: the model set, metrics and limits.
+#[derive(Clone)]
+pub struct Models {
+    manager: Arc<ModelManager>,
+    metrics: Metrics,
+    /// Bounds concurrent inference runs; waiting requests stay bounded by the timeout.
+    runs: Arc<Semaphore>,
+}
+
+impl Models {
+    pub fn new(manager: Arc<ModelManager>, metrics: Metrics, max_concurrent_runs: usize) -> Models {
+        Models {
+            manager,
+            metrics,
+            runs: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
+        }
+    }
+
+    pub fn manager(&self) -> &Arc<ModelManager> {
+        &self.manager
+    }
+
+    /// Finds the servable for a request (TF Serving's messages on failure).
+    pub fn resolve(&self, spec: &ModelSpec) -> Result<Resolved, Status> {
+        self.manager
+            .resolve(&spec.name, spec.version, spec.label.as_deref())
+    }
+
+    /// Model status for a model, optionally one version or label.
+    pub fn status(&self, spec: &ModelSpec) -> Result<Vec<VersionStatus>, Status> {
+        let rows = self
+            .manager
+            .status(&spec.name, spec.version, spec.label.as_deref())?;
+        Ok(rows
+            .into_iter()
+            .map(|row| VersionStatus {
+                version: row.version,
+                state: match row.state {
+                    State::Unknown => VersionState::Unknown,
+                    State::Start => VersionState::Start,
+                    State::Loading => VersionState::Loading,
+                    State::Available => VersionState::Available,
+                    State::Unloading => VersionState::Unloading,
+                    State::End => VersionState::End,
+                },
+                error: row.error,
+            })
+            .collect())
+    }
+
+    /// Picks a signature by name (empty: `serving_default`), with the error message
+    /// of the entrypoint that asked.
+    pub fn signature<'a>(
+        servable: &'a dyn Servable,
+        name: &str,
+        entrypoint: Entrypoint,
+    ) -> Result<(String, &'a Signature), Status> {
+        let name = if name.is_empty() {
+            DEFAULT_SIGNATURE
+        } else {
+            name
+        };
+        match servable.signatures().get(name) {
+            Some(signature) => Ok((name.to_string(), signature)),
+            None => Err(match entrypoint {
+                Entrypoint::Rest => Status::invalid_argument(format!(
+                    "Serving signature name: \"{name}\" not found in signature def"
+                )),
+                Entrypoint::Grpc => Status::failed_precondition(format!(
+                    "Serving signature key \"{name}\" not found."
+                )),
+            }),
+        }
+    }
+
+    /// Runs a signature of a resolved servable after checking inputs and method.
+    pub async fn run(
+        &self,
+        resolved: &Resolved,
+        signature_name: &str,
+        api: Api,
+        entrypoint: Entrypoint,
+        inputs: BTreeMap<String, Tensor>,
+        output_filter: Vec<String>,
+    ) -> Result<RunOutput, Status> {
+        let (signature_name, signature) =
+            Self::signature(resolved.servable.as_ref(), signature_name, entrypoint)?;
+        match api {
+            Api::Classify => inference::check_classify_signature(signature)?,
+            Api::Regress => inference::check_regress_signature(signature)?,
+            _ => {}
+        }
+        check_inputs(signature, &inputs)?;
+        for key in &output_filter {
+            if !signature.outputs.contains_key(key) {
+                return Err(Status::invalid_argument(format!(
+                    "output tensor alias not found in signature: {key} Outputs expected to be in the set {{{}}}.",
+                    signature
+                        .outputs
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )));
+            }
+        }
+        let signature = signature.clone();
+        let permit = self
+            .runs
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("model server is shutting down"))?;
+        let servable = resolved.servable.clone();
+        let sig = signature_name.clone();
+        let started = Instant::now();
+        let outputs = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            servable.run(&sig, inputs, &output_filter)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("inference task failed: {e}")))??;
+        self.metrics.record_runtime(
+            &resolved.name,
+            resolved.version,
+            api,
+            started.elapsed().as_secs_f64() * 1e6,
+        );
+        Ok(RunOutput {
+            version: resolved.version,
+            signature_name,
+            signature,
+            outputs,
+        })
+    }
+
+    /// Records a finished request. `model` is the configured name, when known.
+    pub fn record(
+        &self,
+        spec: Option<&ModelSpec>,
+        version: Option<i64>,
+        api: Api,
+        entrypoint: Entrypoint,
+        result: Result<(), &Status>,
+        started: Instant,
+    ) {
+        let model = spec
+            .map(|s| s.name.as_str())
+            .filter(|name| self.manager.has_model(name));
+        self.metrics.record_request(&RequestRecord {
+            model,
+            version,
+            api,
+            entrypoint,
+            status: match result {
+                Ok(()) => "OK",
+                Err(status) => status.code.name(),
+            },
+            latency_us: started.elapsed().as_secs_f64() * 1e6,
+        });
+    }
+}
+
+/// The inputs must be exactly the signature's input keys, with its dtypes.
+fn check_inputs(signature: &Signature, inputs: &BTreeMap<String, Tensor>) -> Result<(), Status> {
+    let extra: Vec<&str> = inputs
+        .keys()
+        .filter(|k| !signature.inputs.contains_key(*k))
+        .map(String::as_str)
+        .collect();
+    let missing: Vec<&str> = signature
+        .inputs
+        .keys()
+        .filter(|k| !inputs.contains_key(*k))
+        .map(String::as_str)
+        .collect();
+    if !extra.is_empty() || !missing.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "input size does not match signature: {}!={} len({{{}}}) != len({{{}}}). Sent extra: {{{}}}. Missing but required: {{{}}}.",
+            inputs.len(),
+            signature.inputs.len(),
+            inputs.keys().cloned().collect::<Vec<_>>().join(","),
+            signature
+                .inputs
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+            extra.join(","),
+            missing.join(","),
+        )));
+    }
+    for (key, tensor) in inputs {
+        let info = &signature.inputs[key];
+        if tensor.dtype().to_tf() != info.dtype && info.dtype % 100 != tensor.dtype().to_tf() {
+            return Err(Status::invalid_argument(format!(
+                "Expects arg[{key}] to be {} but {} is provided",
+                infermesh_tfserving::tensor::tf_dtype_enum_name(info.dtype)
+                    .trim_start_matches("DT_")
+                    .to_lowercase(),
+                tensor.dtype().name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermesh_tfserving::servable::method;
+    use infermesh_tfserving::{TensorData, TensorInfo};
+
+    fn sig() -> Signature {
+        let mut s = Signature {
+            method_name: method::PREDICT.into(),
+            ..Default::default()
+        };
+        s.inputs.insert(
+            "x".into(),
+            TensorInfo {
+                name: "x:0".into(),
+                dtype: 1,
+                shape: Some(vec![-1, 1]),
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn inputs_must_match_signature_keys_and_types() {
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            "x".to_string(),
+            Tensor::new(vec![1], TensorData::F32(vec![1.0])).unwrap(),
+        );
+        assert!(check_inputs(&sig(), &inputs).is_ok());
+        inputs.insert(
+            "z".to_string(),
+            Tensor::new(vec![1], TensorData::F32(vec![1.0])).unwrap(),
+        );
+        let err = check_inputs(&sig(), &inputs).unwrap_err();
+        assert!(err.message.contains("Sent extra: {z}"), "{}", err.message);
+        let mut wrong = BTreeMap::new();
+        wrong.insert(
+            "x".to_string(),
+            Tensor::new(vec![1], TensorData::I32(vec![1])).unwrap(),
+        );
+        let err = check_inputs(&sig(), &wrong).unwrap_err();
+        assert_eq!(
+            err.message,
+            "Expects arg[x] to be float but int32 is provided"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! The command line: subcommands and their flags. Only subcommands that work are
+//! listed. Model-server flags are named like `tensorflow_model_server`'s, in both
+//! spellings (`--rest-api-port` and `--rest_api_port`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// infermesh: an identity-aware service mesh for model serving, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "infermesh", version, about, long_about = None)]
+pub struct Cli {
+    /// Log line format on stderr (level filter: INFERMESH_LOG, e.g. `debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the quickstart on this machine: the embedded model server with the example
+    /// models on 127.0.0.1:8500 (gRPC) and 127.0.0.1:8501 (REST).
+    Up(UpArgs),
+    /// Run the embedded TensorFlow-Serving-compatible model server.
+    ModelServer(ModelServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Model config file (TF Serving's model_config_list text format) to serve.
+    #[arg(long, default_value = "examples/models/models.config")]
+    pub model_config_file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelServerArgs {
+    /// Port for the gRPC API (0 picks a free port).
+    #[arg(long, default_value_t = 8500)]
+    pub port: u16,
+    /// Port for the REST API (0 picks a free port).
+    #[arg(long, alias = "rest_api_port", default_value_t = 8501)]
+    pub rest_api_port: u16,
+    /// Address both APIs listen on. TF Serving listens on all interfaces; infermesh
+    /// defaults to loopback, since a sidecar or gateway normally sits in front of it.
+    #[arg(long, alias = "bind_address", default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+    /// Name of the single model to serve (with --model-base-path).
+    #[arg(long, alias = "model_name", default_value = "default")]
+    pub model_name: String,
+    /// Directory holding the numeric version directories of the single model.
+    #[arg(long, alias = "model_base_path", conflicts_with = "model_config_file")]
+    pub model_base_path: Option<PathBuf>,
+    /// Model config file in TF Serving's `model_config_list` text format.
+    #[arg(long, alias = "model_config_file")]
+    pub model_config_file: Option<PathBuf>,
+    /// Seconds between scans of the model directories for new or removed versions
+    /// (0: load once, never rescan).
+    #[arg(long, alias = "file_system_poll_wait_seconds", default_value_t = 1)]
+    pub file_system_poll_wait_seconds: u64,
+    /// Timeout of a REST request in milliseconds.
+    #[arg(long, alias = "rest_api_timeout_in_ms", default_value_t = 30_000)]
+    pub rest_api_timeout_in_ms: u64,
+    /// Largest accepted request body in bytes (REST and gRPC); larger gets 413 /
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, alias = "max_body_bytes", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Inference runs allowed at once (0: twice the number of CPUs); others wait,
+    /// bounded by the request timeout.
+    #[arg(long, default_value_t = 0)]
+    pub max_concurrent_runs: usize,
+}

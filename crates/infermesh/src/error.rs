@@ -1,0 +1,22 @@
+//! Errors the binary classifies for its exit code: invalid configuration exits 64
+//! (EX_USAGE, as linkerd2-proxy does); anything else exits 1.
+
+/// A configuration the user must fix; the message says what and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+impl InvalidConfig {
+    pub fn new(message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(InvalidConfig(message.into()))
+    }
+}
+
+/// 64 for invalid configuration, else 1.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|e| e.is::<InvalidConfig>()) {
+        64
+    } else {
+        1
+    }
+}
