@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use infermesh_tfserving::model_info::{VersionState, VersionStatus};
+use infermesh_tfserving::model_info::VersionStatus;
 use infermesh_tfserving::servable::DEFAULT_SIGNATURE;
 use infermesh_tfserving::{Servable, Signature, Status, Tensor, inference};
 use tokio::sync::Semaphore;
 
-use crate::manager::{ModelManager, Resolved, State};
+use crate::manager::{ModelManager, Resolved};
 use crate::metrics::{Api, Entrypoint, Metrics, RequestRecord};
 
 /// What a request names: a model and, optionally, a version or a label.
@@ -62,24 +62,8 @@ impl Models {
 
     /// Model status for a model, optionally one version or label.
     pub fn status(&self, spec: &ModelSpec) -> Result<Vec<VersionStatus>, Status> {
-        let rows = self
-            .manager
-            .status(&spec.name, spec.version, spec.label.as_deref())?;
-        Ok(rows
-            .into_iter()
-            .map(|row| VersionStatus {
-                version: row.version,
-                state: match row.state {
-                    State::Unknown => VersionState::Unknown,
-                    State::Start => VersionState::Start,
-                    State::Loading => VersionState::Loading,
-                    State::Available => VersionState::Available,
-                    State::Unloading => VersionState::Unloading,
-                    State::End => VersionState::End,
-                },
-                error: row.error,
-            })
-            .collect())
+        self.manager
+            .status(&spec.name, spec.version, spec.label.as_deref())
     }
 
     /// Picks a signature by name (empty: `serving_default`), with the error message

@@ -171,7 +171,7 @@ fn regress_and_classify_parse_examples() {
     assert_eq!(y2, floats(&[43.0, 4.0], &[2, 1]));
     let scores = predict(&*model, "classify_x_to_y", "inputs", examples(&[20.0]));
     assert_eq!(scores, floats(&[12.0], &[1, 1]));
-    // x2 is not in the Example: its default (0) feeds y3 = 0.5 * x2 + 3.
+    // An unknown output key in the filter is rejected.
     let inputs = BTreeMap::from([("inputs".to_string(), examples(&[1.0]))]);
     let err = model
         .run("regress_x_to_y", inputs, &["nope".into()])

@@ -8,50 +8,7 @@ use std::sync::Arc;
 
 use infermesh_tfserving::{Servable, Status};
 
-/// A version's state (`ModelVersionStatus.State`), with TF Serving's numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum State {
-    Unknown = 0,
-    Start = 10,
-    Loading = 20,
-    Available = 30,
-    Unloading = 40,
-    End = 50,
-}
-
-impl State {
-    /// The proto enum number (`AVAILABLE` = 30).
-    pub fn number(self) -> i32 {
-        self as i32
-    }
-
-    /// The proto enum name, as proto3 JSON prints it (`"AVAILABLE"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Unknown => "UNKNOWN",
-            State::Start => "START",
-            State::Loading => "LOADING",
-            State::Available => "AVAILABLE",
-            State::Unloading => "UNLOADING",
-            State::End => "END",
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// One row of a model status answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VersionStatus {
-    pub version: i64,
-    pub state: State,
-    /// Why the version ended, when it failed to load; `None` is `OK`.
-    pub error: Option<Status>,
-}
+pub use infermesh_tfserving::model_info::{VersionState as State, VersionStatus};
 
 /// A request's target: the model, the concrete version chosen, and its servable.
 #[derive(Clone)]
