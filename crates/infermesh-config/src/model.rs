@@ -141,7 +141,8 @@ pub struct Limits {
 pub struct OutlierDetection {
     /// Consecutive connect failures / 5xx that eject an endpoint.
     pub consecutive_failures: u32,
-    /// First ejection lasts this long; each further one doubles it, up to 10×.
+    /// An ejection lasts this long times the number of times the endpoint was
+    /// ejected in a row (as Envoy), at most 10×.
     pub base_ejection: Duration,
     /// Never eject more than this share of a workload's endpoints (0–100).
     pub max_ejection_percent: u32,

@@ -133,9 +133,7 @@ impl ModelServer {
             .add_service(ModelServiceServer::new(grpc_service).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
-                async move {
-                    let _ = grpc_stop.wait_for(|stop| *stop).await;
-                },
+                async move { stopped(&mut grpc_stop).await },
             );
 
         let rest_state = rest::Rest::new(
@@ -158,6 +156,15 @@ impl ModelServer {
             api: "REST",
             source: Box::new(e),
         })
+    }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
     }
 }
 

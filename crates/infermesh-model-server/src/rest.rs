@@ -85,7 +85,7 @@ pub async fn serve(
                     }
                 });
             }
-            _ = stop.wait_for(|s| *s) => break,
+            _ = crate::stopped(&mut stop) => break,
         }
     }
     drop(listener);

@@ -26,18 +26,39 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the quickstart on this machine: the embedded model server with the example
-    /// models on 127.0.0.1:8500 (gRPC) and 127.0.0.1:8501 (REST).
+    /// Run the whole mesh on this machine: gateway (REST 127.0.0.1:8501, gRPC
+    /// 127.0.0.1:8500) → sidecar → embedded model server, from one mesh.yaml.
     Up(UpArgs),
+    /// Run the gateway: the mesh's entry point for TF Serving REST and gRPC clients.
+    Gateway(GatewayArgs),
+    /// Run the sidecar of one workload, in front of its model server.
+    Sidecar(SidecarArgs),
     /// Run the embedded TensorFlow-Serving-compatible model server.
     ModelServer(ModelServerArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Model config file (TF Serving's model_config_list text format) to serve.
-    #[arg(long, default_value = "examples/models/models.config")]
-    pub model_config_file: PathBuf,
+    /// The mesh intent file.
+    #[arg(long, default_value = "examples/quickstart/mesh.yaml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The mesh intent file.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SidecarArgs {
+    /// The mesh intent file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Which workload of the mesh this sidecar fronts.
+    #[arg(long)]
+    pub workload: String,
 }
 
 #[derive(Debug, Args)]

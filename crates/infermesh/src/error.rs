@@ -7,7 +7,7 @@
 pub struct InvalidConfig(pub String);
 
 impl InvalidConfig {
-    pub fn new(message: impl Into<String>) -> anyhow::Error {
+    pub fn error(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(InvalidConfig(message.into()))
     }
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod error;
+mod mesh;
 mod model_server;
 mod shutdown;
 mod up;
@@ -27,6 +28,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             cli::Command::ModelServer(args) => model_server::run(args).await,
             cli::Command::Up(args) => up::run(args).await,
+            cli::Command::Gateway(args) => mesh::run_gateway(args).await,
+            cli::Command::Sidecar(args) => mesh::run_sidecar(args).await,
         }
     });
     match result {

@@ -19,7 +19,7 @@ pub fn model_configs(args: &ModelServerArgs) -> anyhow::Result<Vec<ModelConfig>>
         return read_model_config_file(file);
     }
     let Some(base_path) = &args.model_base_path else {
-        return Err(InvalidConfig::new(
+        return Err(InvalidConfig::error(
             "either --model-base-path (with --model-name) or --model-config-file is required",
         ));
     };
@@ -30,7 +30,7 @@ pub fn model_configs(args: &ModelServerArgs) -> anyhow::Result<Vec<ModelConfig>>
 pub fn read_model_config_file(file: &Path) -> anyhow::Result<Vec<ModelConfig>> {
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     load_model_config_file(&file)
-        .map_err(|e| InvalidConfig::new(format!("model config file {}: {e}", file.display())))
+        .map_err(|e| InvalidConfig::error(format!("model config file {}: {e}", file.display())))
 }
 
 pub fn server_config(args: &ModelServerArgs) -> ServerConfig {

@@ -1,66 +1,145 @@
-//! `infermesh up`: the quickstart on one machine. For now the embedded model server
-//! with the example models on the quickstart ports (REST 127.0.0.1:8501, gRPC
-//! 127.0.0.1:8500); the mesh in front of it comes with the data-plane work, without
-//! changing how it is started.
+//! `infermesh up`: the whole mesh on one machine from one `mesh.yaml` (by default the
+//! quickstart's): for every workload with an embedded model server, that server on
+//! the workload's upstream addresses; every workload's sidecar; and the gateway. It
+//! prints what it started and stops all of it on Ctrl-C/SIGTERM, the gateway first
+//! so no new request enters while the rest drains.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use infermesh_config::{Address, MeshConfig};
 use infermesh_model_server::{ModelServer, ServerConfig};
+use infermesh_proxy::{Gateway, Sidecar};
+use tokio::sync::watch;
 
 use crate::cli::UpArgs;
+use crate::error::InvalidConfig;
+use crate::mesh::{load, locate};
 use crate::model_server::{engine_loader, read_model_config_file};
 
-const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// Finds the model config: as given, else relative to the source tree (so `cargo run`
-/// works from any directory of a checkout).
-fn locate(path: &PathBuf) -> PathBuf {
-    if path.exists() || path.is_absolute() {
-        return path.clone();
-    }
-    let in_tree = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path);
-    if in_tree.exists() {
-        in_tree
-    } else {
-        path.clone()
+/// A socket address the embedded model server can bind (not a host name).
+fn socket(addr: &Address, what: &str) -> anyhow::Result<SocketAddr> {
+    match addr {
+        Address::Socket(s) => Ok(*s),
+        Address::Host { host, port } => Err(InvalidConfig::error(format!(
+            "{what} is {host}:{port}; the embedded model server needs an IP address"
+        ))),
     }
 }
 
+/// Starts the embedded model servers; returns (workload, server) pairs.
+async fn model_servers(mesh: &MeshConfig) -> anyhow::Result<Vec<(String, ModelServer)>> {
+    let mut servers = Vec::new();
+    for workload in mesh.workloads.values() {
+        let Some(file) = &workload.embedded_model_server else {
+            continue;
+        };
+        let models = read_model_config_file(file)?;
+        let config = ServerConfig {
+            grpc_addr: socket(&workload.upstream.grpc, "upstream.grpc")?,
+            rest_addr: socket(&workload.upstream.rest, "upstream.rest")?,
+            rest_timeout: Duration::from_secs(30),
+            max_body_bytes: usize::try_from(mesh.limits.max_request_body_bytes)
+                .unwrap_or(usize::MAX),
+            poll_wait: Duration::from_secs(1),
+            max_concurrent_runs: 0,
+            drain_timeout: mesh.limits.drain_timeout,
+        };
+        let server = ModelServer::bind(config, models, engine_loader())
+            .await
+            .with_context(|| format!("starting the model server of {}", workload.name))?;
+        servers.push((workload.name.clone(), server));
+    }
+    Ok(servers)
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let config_file = locate(&args.model_config_file);
-    let models = read_model_config_file(&config_file)?;
-    let config = ServerConfig {
-        grpc_addr: SocketAddr::new(LOOPBACK, 8500),
-        rest_addr: SocketAddr::new(LOOPBACK, 8501),
-        rest_timeout: Duration::from_secs(30),
-        max_body_bytes: 64 * 1024 * 1024,
-        poll_wait: Duration::from_secs(1),
-        max_concurrent_runs: 0,
-        drain_timeout: Duration::from_secs(10),
-    };
-    let server = ModelServer::bind(config, models, engine_loader())
-        .await
-        .context("starting the quickstart model server")?;
-    let rest = server.rest_addr();
-    let grpc = server.grpc_addr();
+    let path = locate(&args.config);
+    let config = load(&path)?;
+    let mesh = config.load_full();
+
+    let servers = model_servers(&mesh).await?;
+    let mut sidecars = Vec::new();
+    for name in mesh.workloads.keys() {
+        sidecars.push((name.clone(), Sidecar::bind(config.clone(), name)?));
+    }
+    let gateway = Gateway::bind(config.clone())?;
+
+    println!("infermesh up: mesh from {}", path.display());
+    for (name, server) in &servers {
+        println!(
+            "  model server  {name}: REST {} gRPC {}",
+            server.rest_addr(),
+            server.grpc_addr()
+        );
+    }
+    for (name, sidecar) in &sidecars {
+        let addrs: Vec<String> = sidecar
+            .local_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        println!("  sidecar       {name}: {}", addrs.join(", "));
+    }
+    let gateway_addrs: Vec<SocketAddr> = gateway.local_addrs();
+    let addrs: Vec<String> = gateway_addrs.iter().map(|a| a.to_string()).collect();
     println!(
-        "infermesh up: serving models from {}",
-        config_file.display()
+        "  gateway       {} (TF Serving REST and gRPC)",
+        addrs.join(", ")
     );
-    println!("  REST (TF Serving API): http://{rest}");
-    println!("  gRPC (TF Serving API): {grpc}");
-    println!("  metrics:               http://{rest}/monitoring/prometheus/metrics");
-    println!("Try:");
-    println!(
-        "  curl -s -X POST http://{rest}/v1/models/half_plus_two/versions/1:predict -d '{{\"instances\": [1.0, 2.0, 5.0]}}'"
-    );
+    if let Some(model) = mesh.models.keys().next() {
+        let rest = gateway_addrs
+            .iter()
+            .find(|a| a.port() == 8501)
+            .or(gateway_addrs.first());
+        if let Some(rest) = rest {
+            println!("Try:");
+            println!(
+                "  curl -s -X POST http://{rest}/v1/models/{model}/versions/1:predict -d '{{\"instances\": [1.0, 2.0, 5.0]}}'"
+            );
+            println!(
+                "  curl -s -i -X POST http://{rest}/v1/models/{model}:predict -d '{{\"instances\": [1.0, 2.0, 5.0]}}'   # canary split; see x-infermesh-model-version"
+            );
+        }
+    }
     println!("Stop with Ctrl-C.");
-    server.run(crate::shutdown::signal()).await?;
+
+    // Stop order: gateway first, then sidecars, then model servers.
+    let (stop_gateway, gateway_rx) = watch::channel(false);
+    let (stop_rest, rest_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, server) in servers {
+        let stop = wait(rest_rx.clone());
+        tasks.spawn(async move { server.run(stop).await.map_err(anyhow::Error::from) });
+    }
+    for (_, sidecar) in sidecars {
+        let stop = wait(rest_rx.clone());
+        tasks.spawn(async move { sidecar.run(stop).await.map_err(anyhow::Error::from) });
+    }
+    let gateway_task = tokio::spawn(gateway.run(wait(gateway_rx)));
+
+    tokio::select! {
+        _ = crate::shutdown::signal() => {}
+        Some(result) = tasks.join_next() => {
+            // A component stopped on its own: report it and stop the rest.
+            result.context("component task")??;
+            anyhow::bail!("a mesh component stopped unexpectedly");
+        }
+    }
+    let _ = stop_gateway.send(true);
+    gateway_task.await.context("gateway task")??;
+    let _ = stop_rest.send(true);
+    while let Some(result) = tasks.join_next().await {
+        result.context("component task")??;
+    }
     println!("infermesh up: stopped");
     Ok(())
 }

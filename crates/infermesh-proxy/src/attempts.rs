@@ -1,0 +1,128 @@
+//! Stage 6, the policy part: pick an endpoint per attempt, send, report the outcome
+//! to outlier detection, and retry only when it is safe — on connect failure (the
+//! request never left), or on 503 / UNAVAILABLE when the route is idempotent — within
+//! the attempts limit, the retry budget, and only while the body can be replayed.
+//! The whole exchange up to the response headers runs under the route timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use infermesh_config::RetryPolicy;
+
+use crate::body::{ProxyBody, RequestBody};
+use crate::budget::RetryBudget;
+use crate::endpoints::{EndpointSet, Outcome, Picked};
+use crate::error::Failure;
+use crate::forward::{Clients, Outbound, SendError};
+
+/// How often a retry draws again to avoid an endpoint the request already tried.
+const REPICKS: usize = 8;
+
+/// Where and how to send one request.
+#[derive(Debug)]
+pub struct Attempts<'a> {
+    pub clients: &'a Clients,
+    pub endpoints: &'a EndpointSet,
+    /// Names the target in errors (`workload foo`, `model server REST`).
+    pub target: &'a str,
+    pub retries: &'a RetryPolicy,
+    /// `None`: no retries at all.
+    pub budget: Option<&'a RetryBudget>,
+    pub timeout: Duration,
+    pub max_body: u64,
+}
+
+impl Attempts<'_> {
+    /// Sends `body` with retries; a [`Failure::Timeout`] once `timeout` has passed
+    /// without response headers.
+    pub async fn send(
+        &self,
+        outbound: &Outbound,
+        body: &RequestBody,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        match tokio::time::timeout(self.timeout, self.attempts(outbound, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Timeout(self.timeout)),
+        }
+    }
+
+    async fn attempts(
+        &self,
+        outbound: &Outbound,
+        body: &RequestBody,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        if let Some(budget) = self.budget {
+            budget.record_request();
+        }
+        let mut attempt = 0u32;
+        let mut tried = Vec::new();
+        loop {
+            attempt += 1;
+            let Some(picked) = self.pick_avoiding(&tried) else {
+                return Err(Failure::UpstreamConnect(format!(
+                    "no endpoint for {}",
+                    self.target
+                )));
+            };
+            tried.push(picked.addr());
+            let result = self
+                .clients
+                .send(picked.addr(), outbound, body.attempt())
+                .await;
+            let retry_allowed = match &result {
+                Ok(response) => {
+                    let unavailable = is_unavailable(response);
+                    let outcome = if unavailable || response.status().is_server_error() {
+                        Outcome::ServerError
+                    } else {
+                        Outcome::Success
+                    };
+                    picked.report(outcome);
+                    unavailable && self.retries.idempotent && self.retries.on_unavailable
+                }
+                Err(SendError::Connect(_)) => {
+                    picked.report(Outcome::ConnectFailure);
+                    self.retries.on_connect_failure
+                }
+                Err(SendError::BodyTooLarge) => false,
+                Err(SendError::Other(_)) => {
+                    picked.report(Outcome::ServerError);
+                    false
+                }
+            };
+            let retry = retry_allowed
+                && attempt <= self.retries.attempts
+                && body.is_replayable()
+                && self.budget.is_some_and(RetryBudget::try_withdraw);
+            if !retry {
+                return result.map_err(|e| e.into_failure(self.max_body));
+            }
+            tracing::debug!(attempt, target = self.target, "retrying upstream request");
+        }
+    }
+}
+
+impl Attempts<'_> {
+    /// An endpoint, preferring one not tried yet by this request (a retry should
+    /// not go back to the endpoint that just failed while others exist).
+    fn pick_avoiding(&self, tried: &[SocketAddr]) -> Option<Picked> {
+        let mut picked = self.endpoints.pick()?;
+        for _ in 0..REPICKS {
+            if !tried.contains(&picked.addr()) {
+                break;
+            }
+            picked = self.endpoints.pick()?;
+        }
+        Some(picked)
+    }
+}
+
+/// HTTP 503, or a gRPC trailers-only UNAVAILABLE.
+fn is_unavailable(response: &Response<ProxyBody>) -> bool {
+    response.status() == StatusCode::SERVICE_UNAVAILABLE
+        || response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes() == b"14")
+}

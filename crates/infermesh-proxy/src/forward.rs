@@ -1,0 +1,192 @@
+//! Stage 6: forward one attempt upstream over pooled connections — HTTP/1.1
+//! keep-alive for REST, HTTP/2 cleartext (h2c prior knowledge) for gRPC, with the
+//! configured connect timeout — and clean hop-by-hop headers both ways. Retries,
+//! timeouts and endpoint choice are the caller's ([`crate::attempts`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use infermesh_config::Limits;
+
+use crate::body::{BoxError, ProxyBody};
+use crate::error::{Failure, limit_in_chain};
+use crate::inspect::Protocol;
+
+/// How long an idle upstream connection stays pooled.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The upstream clients: one pool per protocol.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    rest: Client<HttpConnector, ProxyBody>,
+    grpc: Client<HttpConnector, ProxyBody>,
+}
+
+/// The part of a request every attempt sends again: method, path and cleaned headers.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    pub protocol: Protocol,
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+}
+
+/// How one attempt failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: the request never left.
+    Connect(String),
+    /// The request body went over the size limit while it was sent.
+    BodyTooLarge,
+    /// The request may have reached the upstream.
+    Other(String),
+}
+
+impl Clients {
+    pub fn new(limits: &Limits) -> Clients {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(limits.connect_timeout));
+        connector.set_nodelay(true);
+        let builder = |http2: bool| {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(POOL_IDLE)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .http2_only(http2);
+            b.build(connector.clone())
+        };
+        Clients {
+            rest: builder(false),
+            grpc: builder(true),
+        }
+    }
+
+    /// Sends one attempt to `addr`.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        outbound: &Outbound,
+        body: ProxyBody,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        let uri: Uri = format!("http://{addr}{}", outbound.path_and_query)
+            .parse()
+            .map_err(|e| SendError::Other(format!("invalid upstream uri: {e}")))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = outbound.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = outbound.headers.clone();
+        let (client, version) = match outbound.protocol {
+            Protocol::Rest => (&self.rest, Version::HTTP_11),
+            Protocol::Grpc => (&self.grpc, Version::HTTP_2),
+        };
+        *request.version_mut() = version;
+        match client.request(request).await {
+            Ok(response) => Ok(response_from_upstream(response)),
+            Err(e) if e.is_connect() => Err(SendError::Connect(chain(&e))),
+            Err(e) if limit_in_chain(&e) => Err(SendError::BodyTooLarge),
+            Err(e) => Err(SendError::Other(chain(&e))),
+        }
+    }
+}
+
+impl SendError {
+    pub fn into_failure(self, limit: u64) -> Failure {
+        match self {
+            SendError::Connect(e) => Failure::UpstreamConnect(e),
+            SendError::BodyTooLarge => Failure::BodyTooLarge { limit },
+            SendError::Other(e) => Failure::Upstream(e),
+        }
+    }
+}
+
+/// An error and its causes on one line (for clients: no addresses of internals
+/// beyond the upstream's socket error).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+fn response_from_upstream(response: Response<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and the headers it
+/// names, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`,
+/// `Proxy-Authenticate`, `Proxy-Authorization`; `TE` is kept only as `trailers`,
+/// which gRPC needs end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if name != header::TE {
+            headers.remove(name);
+        }
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    headers.remove(header::TE);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_and_te_trailers_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-foo"),
+        );
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h[header::TE], "trailers");
+        assert_eq!(h["x-keep"], "yes");
+    }
+}

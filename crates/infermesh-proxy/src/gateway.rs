@@ -1,0 +1,126 @@
+//! The gateway and the sidecar: the two listeners of the mesh, built on the same
+//! pipeline with a different route stage.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use infermesh_config::MeshConfig;
+use tokio::net::TcpListener;
+
+use crate::error::ProxyError;
+use crate::listener;
+use crate::pipeline::{Proxy, ProxyStats, Role};
+
+/// The mesh's entry point: routes TF Serving REST and gRPC requests by model and
+/// version to the sidecars of the workloads serving them.
+#[derive(Debug)]
+pub struct Gateway {
+    listeners: Vec<TcpListener>,
+    proxy: Arc<Proxy>,
+}
+
+/// The proxy in front of one workload's model server.
+#[derive(Debug)]
+pub struct Sidecar {
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+}
+
+/// Binds a socket address (call inside a tokio runtime).
+fn bind(addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    let std =
+        std::net::TcpListener::bind(addr).map_err(|source| ProxyError::Bind { addr, source })?;
+    std.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(std)?)
+}
+
+fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
+}
+
+impl Gateway {
+    /// Binds every `gateway.listen` address. Call inside a tokio runtime.
+    pub fn bind(config: Arc<ArcSwap<MeshConfig>>) -> Result<Gateway, ProxyError> {
+        let addrs = config.load().gateway.listen.clone();
+        let listeners = addrs.into_iter().map(bind).collect::<Result<Vec<_>, _>>()?;
+        Gateway::from_listeners(config, listeners)
+    }
+
+    /// A gateway on already bound listeners (tests bind port 0).
+    pub fn from_listeners(
+        config: Arc<ArcSwap<MeshConfig>>,
+        listeners: Vec<TcpListener>,
+    ) -> Result<Gateway, ProxyError> {
+        if listeners.is_empty() {
+            return Err(ProxyError::NoListener);
+        }
+        Ok(Gateway {
+            listeners,
+            proxy: Arc::new(Proxy::new(Role::Gateway, config)),
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        local_addrs(&self.listeners)
+    }
+
+    /// Counters (mirrored and skipped mirror requests, requests handled).
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.proxy.stats.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight
+    /// requests finish for up to `limits.drain_timeout`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+        listener::serve(self.listeners, self.proxy, shutdown).await
+    }
+}
+
+impl Sidecar {
+    /// Binds the workload's `listen` address. Call inside a tokio runtime.
+    pub fn bind(config: Arc<ArcSwap<MeshConfig>>, workload: &str) -> Result<Sidecar, ProxyError> {
+        let addr = config
+            .load()
+            .workloads
+            .get(workload)
+            .map(|w| w.listen)
+            .ok_or_else(|| ProxyError::UnknownWorkload(workload.to_owned()))?;
+        Sidecar::from_listener(config, workload, bind(addr)?)
+    }
+
+    /// A sidecar on an already bound listener (tests bind port 0).
+    pub fn from_listener(
+        config: Arc<ArcSwap<MeshConfig>>,
+        workload: &str,
+        listener: TcpListener,
+    ) -> Result<Sidecar, ProxyError> {
+        if !config.load().workloads.contains_key(workload) {
+            return Err(ProxyError::UnknownWorkload(workload.to_owned()));
+        }
+        let role = Role::Sidecar {
+            workload: workload.to_owned(),
+        };
+        Ok(Sidecar {
+            listener,
+            proxy: Arc::new(Proxy::new(role, config)),
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        local_addrs(std::slice::from_ref(&self.listener))
+    }
+
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.proxy.stats.clone()
+    }
+
+    /// As [`Gateway::run`].
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+        listener::serve(vec![self.listener], self.proxy, shutdown).await
+    }
+}

@@ -1,0 +1,66 @@
+//! Shadow traffic: a copy of a request, already rewritten to the mirror version, sent
+//! in its own task with its own timeout. Its answer is read and dropped; nothing about
+//! it reaches, delays or changes the caller's answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use http_body_util::BodyExt;
+
+use crate::body::RequestBody;
+use crate::endpoints::{EndpointSet, Outcome};
+use crate::forward::{Clients, Outbound};
+
+/// Marks mirrored requests for the sidecar and the model server's logs.
+pub const MIRROR_HEADER: &str = "x-infermesh-mirror";
+
+/// One mirrored request.
+#[derive(Debug)]
+pub struct Mirror {
+    pub clients: Clients,
+    pub endpoints: Arc<EndpointSet>,
+    pub outbound: Outbound,
+    /// The whole body (mirrors are only made of complete bodies).
+    pub body: RequestBody,
+    pub timeout: Duration,
+}
+
+/// Sends the copy in the background.
+pub fn spawn(mut mirror: Mirror) {
+    mirror
+        .outbound
+        .headers
+        .insert(MIRROR_HEADER, HeaderValue::from_static("true"));
+    tokio::spawn(async move {
+        let timeout = mirror.timeout;
+        if tokio::time::timeout(timeout, send(mirror)).await.is_err() {
+            tracing::debug!(?timeout, "mirror request timed out");
+        }
+    });
+}
+
+async fn send(mirror: Mirror) {
+    let Some(picked) = mirror.endpoints.pick() else {
+        tracing::debug!("mirror: no endpoint");
+        return;
+    };
+    match mirror
+        .clients
+        .send(picked.addr(), &mirror.outbound, mirror.body.attempt())
+        .await
+    {
+        Ok(response) => {
+            let outcome = if response.status().is_server_error() {
+                Outcome::ServerError
+            } else {
+                Outcome::Success
+            };
+            picked.report(outcome);
+            let status = response.status();
+            let _ = response.into_body().collect().await;
+            tracing::debug!(%status, "mirror answered");
+        }
+        Err(e) => tracing::debug!(?e, "mirror failed"),
+    }
+}

@@ -1,0 +1,342 @@
+//! The request pipeline, the same for gateway and sidecar, top to bottom:
+//!
+//! ```text
+//! accept → parse model request → authenticate → authorize → route → forward → record
+//! ```
+//!
+//! [`Proxy::handle`] is the whole request path; each stage is one call into its
+//! module (see `docs/pipeline.md`). Failures from any stage become the response in
+//! one place (`respond.rs`). One config snapshot is read per request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use infermesh_config::{MeshConfig, RetryPolicy};
+
+use crate::attempts::Attempts;
+use crate::body::{ProxyBody, RequestBody};
+use crate::endpoints::EndpointSet;
+use crate::error::Failure;
+use crate::forward::{Clients, Outbound, strip_hop_by_hop};
+use crate::inspect::{self, Inspected, Protocol};
+use crate::respond::{self, VERSION_HEADER};
+use crate::seams::{self, Exchange};
+use crate::upstream::Upstreams;
+use crate::{mirror, route};
+
+/// Requests are mirrored only when their whole body fits in this much memory.
+pub const MIRROR_BODY_MAX: usize = 1 << 20;
+/// Bodies up to this size are buffered when a route may retry answered requests.
+const REPLAY_BODY_MAX: usize = 64 << 10;
+/// Sidecar timeout for requests to models the config does not list.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which side of the mesh this proxy is.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// Routes by model and version to the workloads' sidecars.
+    Gateway,
+    /// Fronts one workload's model server.
+    Sidecar { workload: String },
+}
+
+/// Counters kept until the telemetry crate takes over.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    requests: AtomicU64,
+    mirrored: AtomicU64,
+    mirror_skipped: AtomicU64,
+}
+
+impl ProxyStats {
+    /// Requests handled (answered by the upstream or by the proxy).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests copied to a mirror.
+    pub fn mirrored(&self) -> u64 {
+        self.mirrored.load(Ordering::Relaxed)
+    }
+
+    /// Requests chosen for mirroring but not copied: the body was too large.
+    pub fn mirror_skipped(&self) -> u64 {
+        self.mirror_skipped.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything a request needs, shared by all connections of a gateway or sidecar.
+#[derive(Debug)]
+pub struct Proxy {
+    pub role: Role,
+    pub config: Arc<ArcSwap<MeshConfig>>,
+    clients: Clients,
+    upstreams: Upstreams,
+    pub stats: Arc<ProxyStats>,
+}
+
+/// The result of the route stage: what to send where, under which policy.
+struct Plan {
+    outbound: Outbound,
+    body: RequestBody,
+    endpoints: Arc<EndpointSet>,
+    target: String,
+    version: Option<i64>,
+    timeout: Duration,
+    retries: RetryPolicy,
+    budget: Option<Arc<crate::budget::RetryBudget>>,
+}
+
+impl Proxy {
+    pub fn new(role: Role, config: Arc<ArcSwap<MeshConfig>>) -> Proxy {
+        let clients = Clients::new(&config.load().limits);
+        Proxy {
+            role,
+            config,
+            clients,
+            upstreams: Upstreams::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The request path. Never fails: failures are answered by `respond`.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let config = self.config.load_full();
+        let mut exchange = Exchange::new(Protocol::of(request.headers()));
+        let mut response = match self.pipeline(&config, request, &mut exchange).await {
+            Ok(response) => response,
+            Err(failure) => {
+                let failure = failure.with_limit(config.limits.max_request_body_bytes);
+                tracing::debug!(%failure, "answering from the proxy");
+                let response = respond::failure(exchange.protocol, &failure);
+                exchange.failure = response
+                    .headers()
+                    .get(respond::ERROR_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                response
+            }
+        };
+        if let Some(version) = exchange.version {
+            response
+                .headers_mut()
+                .insert(VERSION_HEADER, HeaderValue::from(version));
+        }
+        exchange.status = response.status().as_u16();
+        seams::record(&exchange);
+        response
+    }
+
+    async fn pipeline(
+        &self,
+        config: &MeshConfig,
+        request: Request<Incoming>,
+        exchange: &mut Exchange,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        // 1. accept: apply the body limit (the connection limits are the listener's).
+        let limit = config.limits.max_request_body_bytes;
+        let (mut parts, body) = request.into_parts();
+        check_declared_length(&parts, limit)?;
+        let body = RequestBody::streaming(Limited::new(
+            body,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        ));
+
+        // 2. parse the model request.
+        let path = parts.uri.path().to_owned();
+        let (inspected, body) =
+            inspect::inspect(&parts.method, &path, exchange.protocol, body, limit).await?;
+        exchange.model = Some(inspected.model.clone());
+        parts.extensions.insert(inspected.model.clone());
+
+        // 3. authenticate, 4. authorize (seams).
+        seams::authenticate(&mut parts).await?;
+        seams::authorize(&parts).await?;
+
+        // 5. route.
+        let plan = match &self.role {
+            Role::Gateway => self.route_gateway(config, &parts, &inspected, body).await?,
+            Role::Sidecar { workload } => {
+                self.route_sidecar(config, &parts, &inspected, body, workload)?
+            }
+        };
+        exchange.version = plan.version;
+
+        // 6. forward.
+        let attempts = Attempts {
+            clients: &self.clients,
+            endpoints: &plan.endpoints,
+            target: &plan.target,
+            retries: &plan.retries,
+            budget: plan.budget.as_deref(),
+            timeout: plan.timeout,
+            max_body: limit,
+        };
+        attempts.send(&plan.outbound, &plan.body).await
+        // 7. record: in `handle`, for answers and failures alike.
+    }
+
+    /// Gateway routing: model → version (split, pin, sticky, label) → rewrite →
+    /// the serving workload's endpoints; a mirror copy is spawned here.
+    async fn route_gateway(
+        &self,
+        config: &MeshConfig,
+        parts: &Parts,
+        inspected: &Inspected,
+        body: RequestBody,
+    ) -> Result<Plan, Failure> {
+        let request = &inspected.model;
+        let model = route::model(&config.models, request)?;
+        let decision = route::decide(model, request, &parts.headers, &mut fastrand::Rng::new())?;
+        let workload = config.workload_of(model).ok_or_else(|| {
+            Failure::UpstreamConnect(format!("workload {} is not configured", model.served_by))
+        })?;
+        let endpoints = self.upstreams.endpoints(
+            &format!("workload/{}", workload.name),
+            &workload.endpoints,
+            config,
+        );
+        let retries = &model.route.retries;
+        let mut body = body;
+        let buffer = if decision.mirror.is_some() {
+            MIRROR_BODY_MAX
+        } else if retries.attempts > 0 && retries.idempotent && retries.on_unavailable {
+            REPLAY_BODY_MAX
+        } else {
+            0
+        };
+        if buffer > 0 {
+            body = body
+                .read_up_to(buffer)
+                .await
+                .map_err(Failure::client_body)?
+                .0;
+        }
+        let mut outbound = outbound(parts, request.protocol);
+        if let Some(mirror_version) = decision.mirror {
+            if body.is_complete() {
+                let (path, mirror_body) =
+                    inspected.rewrite(&outbound.path_and_query, body.clone(), mirror_version)?;
+                let mut mirror_out = outbound.clone();
+                mirror_out.path_and_query = path;
+                mirror::spawn(mirror::Mirror {
+                    clients: self.clients.clone(),
+                    endpoints: endpoints.clone(),
+                    outbound: mirror_out,
+                    body: mirror_body,
+                    timeout: model.route.timeout,
+                });
+                self.stats.mirrored.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats.mirror_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let (true, Some(version)) = (decision.rewrite, decision.version) {
+            let (path, rewritten) = inspected.rewrite(&outbound.path_and_query, body, version)?;
+            outbound.path_and_query = path;
+            body = rewritten;
+            if request.protocol == Protocol::Grpc {
+                outbound.headers.remove(header::CONTENT_LENGTH);
+            }
+        }
+        Ok(Plan {
+            outbound,
+            body,
+            endpoints,
+            target: format!("workload {}", workload.name),
+            version: decision.version,
+            timeout: model.route.timeout,
+            retries: retries.clone(),
+            budget: Some(self.upstreams.budget(model)),
+        })
+    }
+
+    /// Sidecar routing: REST to the model server's REST address, gRPC to its gRPC
+    /// address; no version choice, no rewrite, no retries.
+    fn route_sidecar(
+        &self,
+        config: &MeshConfig,
+        parts: &Parts,
+        inspected: &Inspected,
+        body: RequestBody,
+        workload: &str,
+    ) -> Result<Plan, Failure> {
+        let request = &inspected.model;
+        let workload = config.workloads.get(workload).ok_or_else(|| {
+            Failure::UpstreamConnect(format!("workload {workload} is no longer configured"))
+        })?;
+        let (kind, address) = match request.protocol {
+            Protocol::Rest => ("rest", &workload.upstream.rest),
+            Protocol::Grpc => ("grpc", &workload.upstream.grpc),
+        };
+        let endpoints = self.upstreams.endpoints(
+            &format!("upstream/{kind}"),
+            std::slice::from_ref(address),
+            config,
+        );
+        let timeout = config
+            .models
+            .get(&request.model)
+            .map_or(DEFAULT_TIMEOUT, |m| m.route.timeout);
+        Ok(Plan {
+            outbound: outbound(parts, request.protocol),
+            body,
+            endpoints,
+            target: format!("model server {kind}"),
+            version: match request.version {
+                infermesh_tfserving::VersionChoice::Version(v) => Some(v),
+                _ => None,
+            },
+            timeout,
+            retries: no_retries(),
+            budget: None,
+        })
+    }
+}
+
+/// What goes upstream of a request's head: method, path and query, headers without
+/// hop-by-hop ones.
+fn outbound(parts: &Parts, protocol: Protocol) -> Outbound {
+    let mut headers = parts.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    Outbound {
+        protocol,
+        method: parts.method.clone(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        headers,
+    }
+}
+
+/// A declared `Content-Length` over the limit fails before anything is read.
+fn check_declared_length(parts: &Parts, limit: u64) -> Result<(), Failure> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => Err(Failure::BodyTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
+fn no_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 0,
+        on_connect_failure: false,
+        on_unavailable: false,
+        idempotent: false,
+        budget_ratio: 0.0,
+        min_retries_per_second: 0,
+    }
+}

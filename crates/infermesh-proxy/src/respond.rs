@@ -1,0 +1,174 @@
+//! The one place that maps a [`Failure`] to what the client sees: an HTTP status, a
+//! gRPC code, a message, and the `x-infermesh-error` kind that tells the proxy's own
+//! errors apart from the model server's. REST errors look like TF Serving's
+//! (`{"error": "..."}` JSON); gRPC errors are trailers-only responses. The message is
+//! meant for clients; internals go to the log, not here.
+
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use infermesh_tfserving::{Code, Status};
+
+use crate::body::{self, ProxyBody};
+use crate::error::Failure;
+use crate::inspect::Protocol;
+
+/// Set on every response the proxy generates itself: the kind of failure.
+pub const ERROR_HEADER: HeaderName = HeaderName::from_static("x-infermesh-error");
+
+/// Set on responses to model requests: the model version that served.
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-infermesh-model-version");
+
+/// A failure, classified.
+struct Answer {
+    /// The `x-infermesh-error` value.
+    kind: &'static str,
+    http: StatusCode,
+    status: Status,
+}
+
+fn classify(failure: &Failure) -> Answer {
+    let (kind, status, http) = match failure {
+        Failure::Request(s) => ("request", s.clone(), None),
+        Failure::NoRoute => ("route", Status::not_found("Not found"), None),
+        Failure::Route(s) => ("route", s.clone(), None),
+        Failure::BodyTooLarge { limit } => (
+            "limit",
+            Status::new(
+                Code::ResourceExhausted,
+                format!("Request body exceeds the limit of {limit} bytes"),
+            ),
+            Some(StatusCode::PAYLOAD_TOO_LARGE),
+        ),
+        Failure::ClientBody(e) => (
+            "client",
+            Status::new(Code::Cancelled, format!("Reading the request failed: {e}")),
+            Some(StatusCode::BAD_REQUEST),
+        ),
+        Failure::UpstreamConnect(e) => (
+            "upstream-connect",
+            Status::unavailable(format!("upstream connect error: {e}")),
+            None,
+        ),
+        Failure::Upstream(e) => (
+            "upstream",
+            Status::unavailable(format!("upstream error: {e}")),
+            Some(StatusCode::BAD_GATEWAY),
+        ),
+        Failure::Timeout(after) => (
+            "timeout",
+            Status::deadline_exceeded(format!("upstream request timeout after {after:?}")),
+            None,
+        ),
+    };
+    let http = http.unwrap_or_else(|| {
+        StatusCode::from_u16(status.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    });
+    Answer { kind, http, status }
+}
+
+/// The response for a request the proxy answers itself.
+pub fn failure(protocol: Protocol, failure: &Failure) -> Response<ProxyBody> {
+    let answer = classify(failure);
+    let mut response = match (protocol, failure) {
+        (Protocol::Grpc, _) => grpc_trailers_only(&answer.status),
+        (Protocol::Rest, Failure::NoRoute) => plain(answer.http),
+        (Protocol::Rest, _) => json(answer.http, &answer.status),
+    };
+    response
+        .headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(answer.kind));
+    response
+}
+
+fn plain(status: StatusCode) -> Response<ProxyBody> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+fn json(status: StatusCode, error: &Status) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(error.to_json_body()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A gRPC trailers-only response: HTTP 200, `grpc-status` and `grpc-message` in the
+/// headers, no body.
+fn grpc_trailers_only(error: &Status) -> Response<ProxyBody> {
+    let mut response = Response::new(body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(error.code as i32));
+    let message = error.to_grpc().message().to_owned();
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(&message)) {
+        headers.insert("grpc-message", value);
+    }
+    response
+}
+
+/// gRPC's `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_errors_are_tf_json_with_kind() {
+        let r = failure(
+            Protocol::Rest,
+            &Failure::Route(infermesh_tfserving::messages::servable_not_found(
+                "foo", None,
+            )),
+        );
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[&ERROR_HEADER], "route");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = failure(Protocol::Rest, &Failure::BodyTooLarge { limit: 10 });
+        assert_eq!(r.status(), 413);
+        let r = failure(
+            Protocol::Rest,
+            &Failure::Timeout(std::time::Duration::from_millis(5)),
+        );
+        assert_eq!(r.status(), 504);
+        assert_eq!(r.headers()[&ERROR_HEADER], "timeout");
+    }
+
+    #[test]
+    fn grpc_errors_are_trailers_only() {
+        let r = failure(
+            Protocol::Grpc,
+            &Failure::UpstreamConnect("connection refused".into()),
+        );
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "upstream connect error: connection refused"
+        );
+        assert_eq!(r.headers()[&ERROR_HEADER], "upstream-connect");
+        let r = failure(Protocol::Grpc, &Failure::BodyTooLarge { limit: 1 });
+        assert_eq!(r.headers()["grpc-status"], "8");
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("a%b\nc é"), "a%25b%0Ac %C3%A9");
+    }
+}
