@@ -22,6 +22,7 @@ mod mesh;
 pub mod model;
 mod models;
 mod read;
+pub mod security;
 mod yaml;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use security::*;
 
 /// Parses and validates a mesh file's text. `source` names the file in errors and is
 /// where relative paths in it (e.g. `model_server.model_config_file`) start from.

@@ -110,6 +110,10 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         dns_refresh: top
             .opt(cx, "dns_refresh", duration)
             .unwrap_or(DEFAULT_DNS_REFRESH),
+        // Parsed by the authentication/authorization readers (not yet in mesh.yaml).
+        issuers: Vec::new(),
+        policies: Vec::new(),
+        authz: Default::default(),
     })
 }
 

@@ -23,6 +23,11 @@ pub struct MeshConfig {
     pub outlier_detection: OutlierDetection,
     /// How often host-name endpoints are re-resolved (Kubernetes headless services).
     pub dns_refresh: Duration,
+    /// Trusted JWT issuers (request authentication). Empty: no request principals.
+    pub issuers: Vec<crate::security::Issuer>,
+    /// Authorization policies, in file order.
+    pub policies: Vec<crate::security::Policy>,
+    pub authz: crate::security::AuthzSettings,
 }
 
 /// An address: an IP socket address, or a host name re-resolved periodically.

@@ -100,6 +100,9 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
             max_ejection_percent: 50,
         },
         dns_refresh: Duration::from_secs(30),
+        issuers: Vec::new(),
+        policies: Vec::new(),
+        authz: Default::default(),
     }
 }
 
