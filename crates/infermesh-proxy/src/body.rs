@@ -2,11 +2,14 @@
 //! pipeline hands around ([`ProxyBody`]), the size limit, and [`RequestBody`] — the
 //! bytes already read (and maybe rewritten) at the front of a request plus the rest
 //! of the stream, which can be sent again (retry) as long as the rest was never
-//! polled, and which is never buffered whole unless it is small.
+//! polled, and which is never buffered whole unless it is small. A gRPC request's
+//! rest can carry a [`StreamGuard`]: every chunk read from the client passes it
+//! first, and the first chunk it refuses becomes a body error instead (the upstream
+//! stream is reset, never completed) with the reason kept in a [`Verdict`].
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -14,6 +17,10 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
+use infermesh_tfserving::Status;
+
+use crate::error::Failure;
+use crate::grpc_scan::StreamGuard;
 
 /// The boxed error every body carries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,11 +50,26 @@ pub struct RequestBody {
     trailers: Option<HeaderMap>,
     /// The unread rest; `None` when the whole body is in `head`.
     tail: Option<Tail>,
+    /// Why the rest's guard refused the stream, once it has.
+    verdict: Verdict,
 }
 
 /// The unread rest of a client body, taken by the first attempt that polls it.
 #[derive(Debug, Clone)]
-struct Tail(Arc<Mutex<Option<Inbound>>>);
+struct Tail(Arc<Mutex<Option<Rest>>>);
+
+/// The client's stream after the head, checked by a guard when one is set.
+#[derive(Debug)]
+struct Rest {
+    body: Inbound,
+    guard: Option<StreamGuard>,
+    verdict: Verdict,
+}
+
+/// Why a request stream was refused after the pipeline let it through; shared by
+/// every clone of a [`RequestBody`], so the failure can be answered as what it is.
+#[derive(Clone, Debug, Default)]
+pub struct Verdict(Arc<OnceLock<Status>>);
 
 /// How much of a body was read by [`read_up_to`].
 pub enum ReadUpTo {
@@ -64,11 +86,42 @@ impl RequestBody {
     }
 
     pub fn new(head: Bytes, trailers: Option<HeaderMap>, rest: Option<Inbound>) -> RequestBody {
+        let verdict = Verdict::default();
+        let rest = rest.map(|body| Rest {
+            body,
+            guard: None,
+            verdict: verdict.clone(),
+        });
+        RequestBody::from_rest(head, trailers, rest, verdict)
+    }
+
+    fn from_rest(
+        head: Bytes,
+        trailers: Option<HeaderMap>,
+        rest: Option<Rest>,
+        verdict: Verdict,
+    ) -> RequestBody {
         RequestBody {
             head,
             trailers,
-            tail: rest.map(|b| Tail(Arc::new(Mutex::new(Some(b))))),
+            tail: rest.map(|r| Tail(Arc::new(Mutex::new(Some(r))))),
+            verdict,
         }
+    }
+
+    /// Checks the unread rest with `guard` (which has seen the head) as it is read.
+    pub fn guarded(self, guard: StreamGuard) -> RequestBody {
+        if let Some(Tail(slot)) = &self.tail
+            && let Some(rest) = lock(slot).as_mut()
+        {
+            rest.guard = Some(guard);
+        }
+        self
+    }
+
+    /// Where the guard's refusal, if any, will be found.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict.clone()
     }
 
     /// The bytes read so far (all of them when [`Self::is_complete`]).
@@ -120,36 +173,27 @@ impl RequestBody {
         let Some(mut rest) = lock(&slot).take() else {
             return Err("request body was already consumed".into());
         };
+        let verdict = self.verdict;
+        let complete = |head: BytesMut, trailers| {
+            let body = RequestBody::from_rest(head.freeze(), trailers, None, verdict.clone());
+            Ok((body, ReadUpTo::Complete))
+        };
         let mut head = BytesMut::from(&self.head[..]);
         while head.len() < limit {
             match rest.frame().await {
-                None => {
-                    return Ok((
-                        RequestBody::new(head.freeze(), None, None),
-                        ReadUpTo::Complete,
-                    ));
-                }
+                None => return complete(head, None),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => head.extend_from_slice(&data),
-                    Err(frame) => {
-                        let trailers = frame.into_trailers().ok();
-                        return Ok((
-                            RequestBody::new(head.freeze(), trailers, None),
-                            ReadUpTo::Complete,
-                        ));
-                    }
+                    Err(frame) => return complete(head, frame.into_trailers().ok()),
                 },
             }
         }
         if rest.is_end_stream() {
-            return Ok((
-                RequestBody::new(head.freeze(), None, None),
-                ReadUpTo::Complete,
-            ));
+            return complete(head, None);
         }
         Ok((
-            RequestBody::new(head.freeze(), None, Some(rest)),
+            RequestBody::from_rest(head.freeze(), None, Some(rest), verdict),
             ReadUpTo::Partial,
         ))
     }
@@ -159,12 +203,81 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+impl Verdict {
+    /// The refusal, if the guard refused the stream.
+    pub fn get(&self) -> Option<&Status> {
+        self.0.get()
+    }
+
+    /// A failure that happened while (or after) the stream was refused is answered
+    /// as the refusal (the request's fault, `INVALID_ARGUMENT`), not as whatever the
+    /// aborted upload looked like upstream.
+    pub fn explain(&self, failure: Failure) -> Failure {
+        match self.get() {
+            Some(status) => Failure::Request(status.clone()),
+            None => failure,
+        }
+    }
+}
+
+impl Rest {
+    /// Passes a frame through the guard: data is fed to it, the end of the stream
+    /// (trailers or none) must come after a complete message.
+    fn check(&mut self, frame: Option<&Frame<Bytes>>) -> Result<(), BoxError> {
+        let Some(guard) = self.guard.as_mut() else {
+            return Ok(());
+        };
+        let checked = match frame {
+            Some(frame) => match frame.data_ref() {
+                Some(data) => guard.feed(data),
+                None if frame.is_trailers() => guard.finish(),
+                None => Ok(()),
+            },
+            None => guard.finish(),
+        };
+        checked.map_err(|status| {
+            tracing::debug!(%status, "refusing the rest of a gRPC request stream");
+            let _ = self.verdict.0.set(status.clone());
+            Box::new(status) as BoxError
+        })
+    }
+}
+
+impl Body for Rest {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(status) = this.verdict.get() {
+            return Poll::Ready(Some(Err(Box::new(status.clone()))));
+        }
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match frame {
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            Some(Ok(frame)) => Poll::Ready(Some(this.check(Some(&frame)).map(|()| frame))),
+            None => Poll::Ready(this.check(None).err().map(Err)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream() && self.guard.as_ref().is_none_or(StreamGuard::is_done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One attempt's view of a [`RequestBody`].
 struct AttemptBody {
     head: Option<Bytes>,
     trailers: Option<HeaderMap>,
     tail: Option<Tail>,
-    taken: Option<Inbound>,
+    taken: Option<Rest>,
 }
 
 impl Body for AttemptBody {

@@ -8,6 +8,11 @@
 //! repeated `InferenceTask` (each holding a `ModelSpec` in its field 1) of
 //! `MultiInferenceRequest`. Encoders write field 1 first; when it is not first, the
 //! whole first message is buffered (up to the body limit) and scanned.
+//!
+//! A `ModelSpec` field 1 must occur exactly once: parsers merge repeats, so a later
+//! one would change the model the server runs. [`decode`] refuses repeats in what
+//! was read; the rest of the stream is checked as it flows by
+//! [`crate::grpc_scan::StreamGuard`].
 
 use std::ops::Range;
 
@@ -15,6 +20,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use infermesh_tfserving::Status;
 use infermesh_tfserving::proto::tensorflow::serving::{InferenceTask, ModelSpec};
 use prost::Message;
+
+use crate::grpc_scan::{FieldScan, duplicate};
 
 /// gRPC frame header: compressed flag (1 byte) and message length (4 bytes, BE).
 pub const FRAME_HEADER: usize = 5;
@@ -51,7 +58,7 @@ pub struct Located {
     message_len: usize,
 }
 
-fn bad(what: &str) -> Status {
+pub(crate) fn bad(what: &str) -> Status {
     Status::invalid_argument(format!("Malformed gRPC request: {what}"))
 }
 
@@ -71,7 +78,7 @@ fn varint(buf: &[u8], pos: usize) -> Result<Option<(u64, usize)>, Status> {
 }
 
 /// The message length from the frame header (`buf` holds at least 5 bytes).
-fn message_len(buf: &[u8]) -> Result<usize, Status> {
+pub(crate) fn message_len(buf: &[u8]) -> Result<usize, Status> {
     match buf[0] {
         0 => {}
         1 => {
@@ -165,21 +172,29 @@ fn payload(record: &[u8]) -> &[u8] {
     &record[(1 + n).min(record.len())..]
 }
 
-/// Decodes field 1 from the ranges [`locate`] found in `buf`.
+/// Decodes field 1 from the ranges [`locate`] found in `buf`. A `ModelSpec` must
+/// occur once, and so must each task's (its field 1): repeats would be merged.
 pub fn decode(buf: &[u8], records: Vec<Range<usize>>, kind: Field1) -> Result<Located, Status> {
     let message_len = message_len(buf)?;
+    if kind == Field1::ModelSpec && records.len() > 1 {
+        return Err(duplicate());
+    }
     let mut spec = ModelSpec::default();
     let mut tasks = Vec::new();
     for r in &records {
         let bytes = payload(&buf[r.clone()]);
         match kind {
-            Field1::ModelSpec => spec
-                .merge(bytes)
-                .map_err(|e| bad(&format!("invalid ModelSpec: {e}")))?,
-            Field1::Tasks => tasks.push(
-                InferenceTask::decode(bytes)
-                    .map_err(|e| bad(&format!("invalid InferenceTask: {e}")))?,
-            ),
+            Field1::ModelSpec => {
+                spec = ModelSpec::decode(bytes)
+                    .map_err(|e| bad(&format!("invalid ModelSpec: {e}")))?;
+            }
+            Field1::Tasks => {
+                FieldScan::check(bytes, true)?;
+                tasks.push(
+                    InferenceTask::decode(bytes)
+                        .map_err(|e| bad(&format!("invalid InferenceTask: {e}")))?,
+                );
+            }
         }
     }
     if kind == Field1::Tasks {

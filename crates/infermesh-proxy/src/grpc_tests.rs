@@ -194,3 +194,55 @@ fn bad_frames_are_clear_errors() {
     ];
     assert!(locate(&bytes, Field1::ModelSpec).is_err());
 }
+
+#[test]
+fn repeated_model_specs_are_refused_on_the_buffered_path() {
+    let record = |name: &str| {
+        let spec = ModelSpec {
+            name: name.into(),
+            ..Default::default()
+        };
+        let mut out = vec![FIELD1_LEN, spec.encoded_len() as u8];
+        spec.encode(&mut out).unwrap();
+        out
+    };
+    // Field 1 not first (buffered), then again at the end.
+    let mut body = vec![0x1A, 1, b'y'];
+    body.extend(record("allowed"));
+    body.extend([0x1A, 1, b'z']);
+    body.extend(record("secret"));
+    let mut bytes = vec![0u8];
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    let Locate::Found(records) = locate(&bytes, Field1::ModelSpec).unwrap() else {
+        panic!("not found")
+    };
+    assert_eq!(records.len(), 2);
+    let e = decode(&bytes, records, Field1::ModelSpec).unwrap_err();
+    assert_eq!(e.message, "duplicate model_spec in request");
+
+    // MultiInference: tasks repeat, but each task's model_spec is once.
+    let task = InferenceTask {
+        model_spec: Some(ModelSpec {
+            name: "a".into(),
+            ..Default::default()
+        }),
+        method_name: "tensorflow/serving/classify".into(),
+    };
+    let mut smuggling = task.encode_to_vec();
+    smuggling.extend(record("b"));
+    let mut body = Vec::new();
+    for t in [task.encode_to_vec(), smuggling] {
+        body.push(FIELD1_LEN);
+        body.push(t.len() as u8);
+        body.extend(t);
+    }
+    let mut bytes = vec![0u8];
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    let Locate::Found(records) = locate(&bytes, Field1::Tasks).unwrap() else {
+        panic!("not found")
+    };
+    let e = decode(&bytes, records, Field1::Tasks).unwrap_err();
+    assert_eq!(e.message, "duplicate model_spec in request");
+}

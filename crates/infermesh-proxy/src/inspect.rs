@@ -1,6 +1,8 @@
 //! Stage 2 of the pipeline: what model request is this? REST requests are read from
 //! the path with TF Serving's own rules (`infermesh_tfserving::rest_path`); gRPC
-//! requests from the `ModelSpec` at the front of the first message ([`crate::grpc`]).
+//! requests from the `ModelSpec` at the front of the first message ([`crate::grpc`]),
+//! and the rest of the call is guarded as it streams: one message, one `ModelSpec`
+//! ([`crate::grpc_scan`]).
 //! The result is a typed [`ModelRequest`], put into the request extensions for every
 //! later stage, plus what is needed to rewrite the request to another version.
 
@@ -12,6 +14,7 @@ use infermesh_tfserving::{RestApi, Status, VersionChoice, rest_path};
 use crate::body::RequestBody;
 use crate::error::Failure;
 use crate::grpc::{self, Field1, Locate, Located};
+use crate::grpc_scan::StreamGuard;
 
 /// The wire protocol of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,7 +104,8 @@ impl Api {
 
 /// Parses the model request. REST reads nothing of the body; gRPC reads the frame
 /// header and field 1 of the first message (all of that message if field 1 is not
-/// first), at most `max_body` bytes.
+/// first), at most `max_body` bytes, and returns the body guarded: the rest must
+/// complete that one message without another field 1, or it is cut off.
 pub async fn inspect(
     method: &Method,
     path: &str,
@@ -187,6 +191,12 @@ async fn inspect_grpc(
         }
     };
     let located = grpc::decode(body.head(), records, kind).map_err(Failure::Request)?;
+    let mut guard = StreamGuard::new(kind);
+    guard.feed(body.head()).map_err(Failure::Request)?;
+    if body.is_complete() {
+        guard.finish().map_err(Failure::Request)?;
+    }
+    let body = body.guarded(guard);
     let spec = &located.spec;
     let model = ModelRequest {
         protocol: Protocol::Grpc,

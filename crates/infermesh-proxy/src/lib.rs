@@ -21,6 +21,7 @@ mod error;
 mod forward;
 mod gateway;
 mod grpc;
+mod grpc_scan;
 mod inspect;
 mod listener;
 mod mirror;

@@ -155,6 +155,9 @@ impl Proxy {
             inspect::inspect(&parts.method, &path, exchange.protocol, body, limit).await?;
         exchange.model = Some(inspected.model.clone());
         parts.extensions.insert(inspected.model.clone());
+        // A gRPC body refused later (a second model_spec, a second message) fails
+        // whatever stage is reading it; it is answered as the refusal.
+        let verdict = body.verdict();
 
         // 3. authenticate, 4. authorize (seams).
         seams::authenticate(&mut parts).await?;
@@ -162,11 +165,12 @@ impl Proxy {
 
         // 5. route.
         let plan = match &self.role {
-            Role::Gateway => self.route_gateway(config, &parts, &inspected, body).await?,
+            Role::Gateway => self.route_gateway(config, &parts, &inspected, body).await,
             Role::Sidecar { workload } => {
-                self.route_sidecar(config, &parts, &inspected, body, workload)?
+                self.route_sidecar(config, &parts, &inspected, body, workload)
             }
-        };
+        }
+        .map_err(|failure| verdict.explain(failure))?;
         exchange.version = plan.version;
 
         // 6. forward.
@@ -179,7 +183,10 @@ impl Proxy {
             timeout: plan.timeout,
             max_body: limit,
         };
-        attempts.send(&plan.outbound, &plan.body).await
+        attempts
+            .send(&plan.outbound, &plan.body)
+            .await
+            .map_err(|failure| verdict.explain(failure))
         // 7. record: in `handle`, for answers and failures alike.
     }
 

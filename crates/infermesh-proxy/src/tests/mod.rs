@@ -3,6 +3,7 @@
 //! sidecar in front of it and a gateway in front of the sidecar, all on port 0.
 
 mod fake;
+mod grpc_smuggle;
 mod grpc_wire;
 mod rest_wire;
 
