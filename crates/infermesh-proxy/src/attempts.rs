@@ -87,7 +87,11 @@ impl Attempts<'_> {
                 }
                 Err(SendError::BodyTooLarge) => false,
                 Err(SendError::Other(_)) => {
-                    picked.report(Outcome::ServerError);
+                    // An upload the request guard cut (the client's fault) says
+                    // nothing about the endpoint: leave its outlier state alone.
+                    if body.verdict().get().is_none() {
+                        picked.report(Outcome::ServerError);
+                    }
                     false
                 }
             };
