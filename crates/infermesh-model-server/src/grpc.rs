@@ -48,6 +48,27 @@ impl Grpc {
     }
 }
 
+/// tonic refuses a message above `max_decoding_message_size` with OUT_OF_RANGE
+/// before any handler runs; TF Serving (and our CLI contract) answer
+/// RESOURCE_EXHAUSTED, so that one trailers-only answer gets its code rewritten.
+pub fn over_limit_is_resource_exhausted(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let over_limit = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.contains("decoded%20message%20length%20too%20large"));
+    if over_limit {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from(tonic::Code::ResourceExhausted as i32),
+        );
+    }
+    response
+}
+
 /// Reads the `ModelSpec` of a request; a missing spec is INVALID_ARGUMENT.
 fn model_spec(spec: Option<&pb::ModelSpec>) -> Result<(ModelSpec, String), Status> {
     let spec = spec.ok_or_else(|| Status::invalid_argument("Missing ModelSpec"))?;

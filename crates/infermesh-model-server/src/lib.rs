@@ -125,6 +125,9 @@ impl ModelServer {
         let max = self.config.max_body_bytes;
         let mut grpc_stop = stop_rx.clone();
         let grpc_server = tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                grpc::over_limit_is_resource_exhausted,
+            ))
             .add_service(
                 PredictionServiceServer::new(grpc_service.clone())
                     .max_decoding_message_size(max)
