@@ -17,10 +17,14 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+pub mod conditions;
 mod error;
+mod issuers;
+mod istio;
 mod mesh;
 pub mod model;
 mod models;
+mod policies;
 mod read;
 pub mod security;
 mod yaml;
@@ -29,7 +33,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+pub use conditions::{API_NAMES, ConditionKey, IpBlock};
 pub use error::{ConfigError, ConfigErrors};
+pub use istio::import_istio;
 pub use model::*;
 pub use security::*;
 

@@ -1,5 +1,6 @@
 //! The top level of `mesh.yaml`: trust domain, workloads, gateway, limits, outlier
-//! detection and DNS refresh, with their defaults; models are in [`crate::models`].
+//! detection and DNS refresh, with their defaults; models are in [`crate::models`],
+//! issuers in [`crate::issuers`], policies and `authorization` in [`crate::policies`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +26,9 @@ const TOP_KEYS: &[&str] = &[
     "limits",
     "outlier_detection",
     "dns_refresh",
+    "issuers",
+    "policies",
+    "authorization",
 ];
 const WORKLOAD_KEYS: &[&str] = &[
     "name",
@@ -98,6 +102,19 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         Some(n) => crate::models::models(cx, n, "models", declared.as_deref()),
         None => BTreeMap::new(),
     };
+    let declared_models: Vec<String> = models.keys().cloned().collect();
+    let scope = crate::policies::Scope {
+        naming: crate::policies::Naming::Mesh,
+        models: Some(&declared_models),
+    };
+    let issuers = match top.get("issuers") {
+        Some(n) => crate::issuers::issuers(cx, n, "issuers"),
+        None => Vec::new(),
+    };
+    let policies = match top.get("policies") {
+        Some(n) => crate::policies::policies(cx, n, "policies", scope),
+        None => Vec::new(),
+    };
     Some(MeshConfig {
         trust_domain,
         workloads,
@@ -110,10 +127,11 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         dns_refresh: top
             .opt(cx, "dns_refresh", duration)
             .unwrap_or(DEFAULT_DNS_REFRESH),
-        // Parsed by the authentication/authorization readers (not yet in mesh.yaml).
-        issuers: Vec::new(),
-        policies: Vec::new(),
-        authz: Default::default(),
+        issuers,
+        policies,
+        authz: top
+            .opt(cx, "authorization", crate::policies::authorization)
+            .unwrap_or_default(),
     })
 }
 

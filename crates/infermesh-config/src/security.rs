@@ -144,7 +144,9 @@ pub enum EscapedSlashes {
 /// Authorization settings that are not policies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthzSettings {
-    /// With no ALLOW policy for a request's model: deny (true, default) or allow.
+    /// When the mesh has no ALLOW policy at all: deny every request (true, default)
+    /// or allow what no DENY/CUSTOM policy denies (false, Istio's behaviour). Once any
+    /// ALLOW policy exists, a request must match one (Istio), whatever this says.
     pub default_deny: bool,
     pub escaped_slashes: EscapedSlashes,
 }

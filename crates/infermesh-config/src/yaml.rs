@@ -43,24 +43,37 @@ pub(crate) struct SyntaxError {
 
 /// Parses one YAML document.
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
+    serde_saphyr::from_str_with_options::<Spanned<Value>>(text, options())
+        .map(Node::from)
+        .map_err(syntax_error)
+}
+
+/// Parses every document of a multi-document stream (`---` separated); empty
+/// documents are skipped.
+pub(crate) fn parse_multi(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    serde_saphyr::from_multiple_with_options::<Spanned<Value>>(text, options())
+        .map(|docs| docs.into_iter().map(Node::from).collect())
+        .map_err(syntax_error)
+}
+
+fn options() -> Options {
     let mut options = Options::default();
     // YAML 1.2 booleans only: `on: [connect-failure]` is a key named "on".
     options.strict_booleans = true;
     // Duplicates reach us, so they are reported with their field path.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.with_snippet = false;
-    match serde_saphyr::from_str_with_options::<Spanned<Value>>(text, options) {
-        Ok(root) => Ok(Node::from(root)),
-        Err(e) => {
-            let at = e.location().map_or(Pos { line: 0, col: 0 }, |l| Pos {
-                line: l.line(),
-                col: l.column(),
-            });
-            let raw = UserMessageFormatter.format_message(e.without_snippet());
-            let message: String = raw.chars().filter(|c| !c.is_control()).collect();
-            Err(SyntaxError { at, message })
-        }
-    }
+    options
+}
+
+fn syntax_error(e: serde_saphyr::Error) -> SyntaxError {
+    let at = e.location().map_or(Pos { line: 0, col: 0 }, |l| Pos {
+        line: l.line(),
+        col: l.column(),
+    });
+    let raw = UserMessageFormatter.format_message(e.without_snippet());
+    let message: String = raw.chars().filter(|c| !c.is_control()).collect();
+    SyntaxError { at, message }
 }
 
 impl From<Spanned<Value>> for Node {

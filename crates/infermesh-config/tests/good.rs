@@ -349,3 +349,100 @@ fn docs_show_the_shipped_quickstart() {
     let len = docs[start..].find("```").expect("closed block");
     assert_eq!(&docs[start..start + len], body);
 }
+
+#[test]
+fn security_sections_compile() {
+    use infermesh_config::{Action, EscapedSlashes, JwksSource};
+    let c = ok(r#"
+workloads:
+  - {name: w, listen: 127.0.0.1:15006, upstream: {rest: 127.0.0.1:9501, grpc: 127.0.0.1:9500}}
+models:
+  - {name: m, served_by: w, versions: [{version: 1, label: stable}]}
+issuers:
+  - issuer: http://127.0.0.1:8900
+  - issuer: https://kc.example.com/realms/ml
+    jwks_uri: https://kc.example.com/realms/ml/certs
+    audiences: [infermesh]
+    from_headers: [{name: x-token}]
+    forward_claims: [{claim: sub, header: x-user}]
+    clock_skew: 30s
+    refresh_interval: 5m
+    min_refresh_interval: 10s
+  - issuer: test
+    jwks: {keys: [{kty: EC, crv: P-256, x: abc, y: def}]}
+policies:
+  - name: p
+    action: deny
+    rules:
+      - from: [{principals: ['cluster.local/ns/ml/*'], not_ip_blocks: [10.0.0.0/8, '::1']}]
+        to: [{models: [m, 'x*'], versions: [1, '2'], labels: [stable], signatures: [serving_default],
+              apis: [predict], ports: [8501], methods: [POST], paths: ['/v1/models/m*'], hosts: ['*']}]
+        when: [{key: 'request.auth.claims[cognito:groups]', values: [a], not_values: [b]},
+               {key: source.ip, values: [10.1.0.0/16]}]
+  - {name: ext, action: CUSTOM, provider: opa, rules: [{}]}
+  - {name: allow-nothing}
+authorization: {default_deny: false, escaped_slashes: decode_and_merge}
+"#);
+    assert_eq!(c.issuers.len(), 3);
+    assert_eq!(c.issuers[0].jwks, JwksSource::Discovery);
+    assert_eq!(c.issuers[0].clock_skew, Duration::from_secs(60));
+    assert_eq!(c.issuers[0].from_headers[0].0, "authorization");
+    assert_eq!(c.issuers[0].from_headers[0].1, "Bearer ");
+    let kc = &c.issuers[1];
+    assert_eq!(
+        kc.jwks,
+        JwksSource::Uri("https://kc.example.com/realms/ml/certs".into())
+    );
+    assert_eq!(
+        (kc.from_headers[0].0.as_str(), kc.from_headers[0].1.as_str()),
+        ("x-token", "")
+    );
+    assert_eq!(kc.forward_claims[0].0, "sub");
+    assert_eq!(
+        (kc.clock_skew, kc.refresh_interval, kc.min_refresh_interval),
+        (
+            Duration::from_secs(30),
+            Duration::from_secs(300),
+            Duration::from_secs(10)
+        )
+    );
+    assert!(matches!(&c.issuers[2].jwks, JwksSource::Inline(j) if j.contains("\"kty\":\"EC\"")));
+    let p = &c.policies[0];
+    assert_eq!((p.name.as_str(), p.action), ("p", Action::Deny));
+    let to = &p.rules[0].to[0];
+    assert_eq!(to.versions, ["1", "2"]);
+    assert_eq!(to.ports, ["8501"]);
+    assert_eq!(p.rules[0].from[0].not_ip_blocks, ["10.0.0.0/8", "::1"]);
+    assert_eq!(
+        p.rules[0].when[0].key,
+        "request.auth.claims[cognito:groups]"
+    );
+    assert_eq!(c.policies[1].provider.as_deref(), Some("opa"));
+    assert_eq!(c.policies[1].rules.len(), 1);
+    assert_eq!(
+        (c.policies[2].action, c.policies[2].rules.len()),
+        (Action::Allow, 0)
+    );
+    assert!(!c.authz.default_deny);
+    assert_eq!(c.authz.escaped_slashes, EscapedSlashes::DecodeAndMerge);
+    // Without the sections: no issuers, no policies, default deny, escaped slashes refused.
+    let c = ok(MINIMAL);
+    assert!(c.issuers.is_empty() && c.policies.is_empty());
+    assert!(c.authz.default_deny);
+    assert_eq!(c.authz.escaped_slashes, EscapedSlashes::Reject);
+}
+
+#[test]
+fn quickstart_allows_ml_eng_through_the_dev_issuer() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/mesh.yaml");
+    let c = infermesh_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.issuers[0].issuer, "http://127.0.0.1:8900");
+    let p = &c.policies[0];
+    assert_eq!(
+        p.rules[0].from[0].request_principals,
+        ["http://127.0.0.1:8900/*"]
+    );
+    assert_eq!(p.rules[0].to[0].apis, ["predict", "metadata", "status"]);
+    assert_eq!(p.rules[0].when[0].values, ["ml-eng"]);
+    assert!(c.authz.default_deny);
+}

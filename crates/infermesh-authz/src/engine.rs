@@ -1,0 +1,271 @@
+//! The [`Authorizer`]: every policy of the mesh compiled once, indexed by model name,
+//! and evaluated in Istio's order:
+//!
+//! 1. CUSTOM: a matching CUSTOM policy would ask its ext_authz provider; providers are
+//!    not implemented yet, so a match **denies** (fail closed).
+//! 2. DENY: any matching DENY policy denies.
+//! 3. ALLOW: when the mesh has at least one ALLOW policy, the request must match one
+//!    (policies in `mesh.yaml` apply mesh-wide, like Istio policies in the root
+//!    namespace, so "the workload has ALLOW policies" means "the mesh has any").
+//! 4. No ALLOW policy at all: `authorization.default_deny` decides (Istio allows;
+//!    infermesh denies unless the file says `default_deny: false`).
+//!
+//! AUDIT policies only mark the decision (`audit: true`). Attributes that are not
+//! known (an unresolved version, an uninspected signature) fail closed: a rule that
+//! tests them counts as matching for CUSTOM, DENY and AUDIT and as not matching for
+//! ALLOW.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use infermesh_config::{Action, EscapedSlashes, MeshConfig};
+
+use crate::pattern::{Tri, Why};
+use crate::request::{AuthzRequest, Basis, Deciding, Decision};
+use crate::rule::{CompiledRule, Derived};
+
+pub(crate) struct Entry {
+    pub policy: usize,
+    pub rule: usize,
+    pub compiled: CompiledRule,
+}
+
+pub(crate) struct PolicyInfo {
+    pub name: Arc<str>,
+    pub action: Action,
+    pub rules: usize,
+}
+
+/// The rules of one action: those restricted to exact model names, by name, and the
+/// rest; both in file order (indexes into `Authorizer::entries`).
+#[derive(Default)]
+struct ActionIndex {
+    by_model: HashMap<Box<str>, Vec<u32>>,
+    generic: Vec<u32>,
+}
+
+/// A model's labels both ways.
+#[derive(Default)]
+struct Labels {
+    by_label: HashMap<String, i64>,
+    by_version: HashMap<i64, Vec<String>>,
+}
+
+/// The compiled policies of one configuration; immutable, cheap to share.
+pub struct Authorizer {
+    pub(crate) policies: Vec<PolicyInfo>,
+    pub(crate) entries: Vec<Entry>,
+    custom: ActionIndex,
+    deny: ActionIndex,
+    allow: ActionIndex,
+    audit: ActionIndex,
+    has_allow: bool,
+    default_deny: bool,
+    escaped_slashes: EscapedSlashes,
+    labels: HashMap<String, Labels>,
+    uses_signatures: bool,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("policies", &self.policies.len())
+            .field("rules", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// Compiles the policies of a validated configuration.
+    pub fn new(config: &MeshConfig) -> Authorizer {
+        let mut a = Authorizer {
+            policies: Vec::new(),
+            entries: Vec::new(),
+            custom: ActionIndex::default(),
+            deny: ActionIndex::default(),
+            allow: ActionIndex::default(),
+            audit: ActionIndex::default(),
+            has_allow: false,
+            default_deny: config.authz.default_deny,
+            escaped_slashes: config.authz.escaped_slashes,
+            labels: HashMap::new(),
+            uses_signatures: false,
+        };
+        for (pi, p) in config.policies.iter().enumerate() {
+            a.has_allow |= p.action == Action::Allow;
+            a.uses_signatures |= p
+                .rules
+                .iter()
+                .flat_map(|r| &r.to)
+                .any(|o| !o.signatures.is_empty() || !o.not_signatures.is_empty());
+            a.policies.push(PolicyInfo {
+                name: p.name.as_str().into(),
+                action: p.action,
+                rules: p.rules.len(),
+            });
+            for (ri, r) in p.rules.iter().enumerate() {
+                let compiled = CompiledRule::compile(r);
+                let at = a.entries.len() as u32;
+                let index = match p.action {
+                    Action::Custom => &mut a.custom,
+                    Action::Deny => &mut a.deny,
+                    Action::Allow => &mut a.allow,
+                    Action::Audit => &mut a.audit,
+                };
+                match compiled.model_index() {
+                    Some(models) => {
+                        for m in models {
+                            let list = index.by_model.entry(m.into()).or_default();
+                            if list.last() != Some(&at) {
+                                list.push(at);
+                            }
+                        }
+                    }
+                    None => index.generic.push(at),
+                }
+                a.entries.push(Entry {
+                    policy: pi,
+                    rule: ri,
+                    compiled,
+                });
+            }
+        }
+        for (name, m) in &config.models {
+            let mut l = Labels::default();
+            for (label, &v) in &m.labels {
+                l.by_label.insert(label.clone(), v);
+                l.by_version.entry(v).or_default().push(label.clone());
+            }
+            a.labels.insert(name.clone(), l);
+        }
+        a
+    }
+
+    /// How `%2F` / `%5C` in paths are treated ([`crate::normalize`]).
+    pub fn escaped_slashes(&self) -> EscapedSlashes {
+        self.escaped_slashes
+    }
+
+    /// Whether any policy tests signatures: REST requests then need their body's
+    /// `signature_name` read before authorizing, or such rules fail closed.
+    pub fn uses_signatures(&self) -> bool {
+        self.uses_signatures
+    }
+
+    /// Decides one request. Never panics; every uncertainty denies.
+    pub fn authorize(&self, req: &AuthzRequest<'_>) -> Decision {
+        let d = self.derive(req);
+        let model = req.model.as_ref().map(|m| m.name);
+        let mut why = Why::off();
+        let audit = self.first(&self.audit, model, &d, true, &mut why).is_some();
+        if let Some(e) = self.first(&self.custom, model, &d, true, &mut why) {
+            return self.decided(false, Basis::CustomUnavailable, e, audit);
+        }
+        if let Some(e) = self.first(&self.deny, model, &d, true, &mut why) {
+            return self.decided(false, Basis::DenyMatched, e, audit);
+        }
+        if self.has_allow {
+            if let Some(e) = self.first(&self.allow, model, &d, false, &mut why) {
+                return self.decided(true, Basis::AllowMatched, e, audit);
+            }
+            return undecided(false, Basis::NoAllowMatched, audit);
+        }
+        undecided(!self.default_deny, Basis::Default, audit)
+    }
+
+    pub(crate) fn derive<'a>(&'a self, req: &'a AuthzRequest<'a>) -> Derived<'a> {
+        let namespace = req.peer_namespace.or_else(|| {
+            let p = req.peer_principal?;
+            let (_, rest) = p.split_once("/ns/")?;
+            Some(rest.split_once("/sa/").map_or(rest, |(ns, _)| ns))
+        });
+        let (mut version, mut labels) = (None, Err(()));
+        if let Some(m) = &req.model {
+            let known = self.labels.get(m.name);
+            version = m.version.or_else(|| {
+                let label = m.label?;
+                known?.by_label.get(label).copied()
+            });
+            let mut l: Vec<&str> = m.label.into_iter().collect();
+            if let Some(v) = version {
+                let of_version = known.and_then(|k| k.by_version.get(&v));
+                l.extend(of_version.into_iter().flatten().map(String::as_str));
+                labels = Ok(l);
+            } else if !l.is_empty() {
+                labels = Ok(l);
+            }
+        }
+        Derived {
+            req,
+            namespace,
+            version_known: version.is_some(),
+            version: version.map(|v| v.to_string()),
+            labels,
+        }
+    }
+
+    /// The first rule of `index` (in file order) that matches; `Unknown` counts as a
+    /// match when `unknown_matches`.
+    fn first(
+        &self,
+        index: &ActionIndex,
+        model: Option<&str>,
+        d: &Derived<'_>,
+        unknown_matches: bool,
+        why: &mut Why,
+    ) -> Option<&Entry> {
+        let specific: &[u32] = model
+            .and_then(|m| index.by_model.get(m))
+            .map_or(&[], Vec::as_slice);
+        let generic = index.generic.as_slice();
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (specific.get(i), generic.get(j)) {
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (None, None) => return None,
+            };
+            let e = self.entries.get(next as usize)?;
+            match e.compiled.eval(d, why) {
+                Tri::Yes => return Some(e),
+                Tri::Unknown if unknown_matches => return Some(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn decided(&self, allowed: bool, basis: Basis, e: &Entry, audit: bool) -> Decision {
+        let p = &self.policies[e.policy];
+        Decision {
+            allowed,
+            basis,
+            deciding: Some(Deciding {
+                policy: p.name.clone(),
+                rule: e.rule,
+                action: p.action,
+            }),
+            audit,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+fn undecided(allowed: bool, basis: Basis, audit: bool) -> Decision {
+    Decision {
+        allowed,
+        basis,
+        deciding: None,
+        audit,
+        reasons: Vec::new(),
+    }
+}
