@@ -18,6 +18,7 @@
 
 mod addr;
 pub mod conditions;
+mod dev_issuer;
 mod error;
 mod issuers;
 mod istio;

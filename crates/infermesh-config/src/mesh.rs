@@ -27,6 +27,7 @@ const TOP_KEYS: &[&str] = &[
     "outlier_detection",
     "dns_refresh",
     "issuers",
+    "dev_issuer",
     "policies",
     "authorization",
 ];
@@ -128,6 +129,7 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
             .opt(cx, "dns_refresh", duration)
             .unwrap_or(DEFAULT_DNS_REFRESH),
         issuers,
+        dev_issuer: top.opt(cx, "dev_issuer", crate::dev_issuer::dev_issuer),
         policies,
         authz: top
             .opt(cx, "authorization", crate::policies::authorization)

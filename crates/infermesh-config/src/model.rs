@@ -25,6 +25,8 @@ pub struct MeshConfig {
     pub dns_refresh: Duration,
     /// Trusted JWT issuers (request authentication). Empty: no request principals.
     pub issuers: Vec<crate::security::Issuer>,
+    /// The embedded development issuer `infermesh up` runs, if any.
+    pub dev_issuer: Option<crate::security::DevIssuerConfig>,
     /// Authorization policies, in file order.
     pub policies: Vec<crate::security::Policy>,
     pub authz: crate::security::AuthzSettings,

@@ -159,3 +159,34 @@ impl Default for AuthzSettings {
         }
     }
 }
+
+/// The embedded development OIDC issuer that `infermesh up` runs (`dev_issuer:`);
+/// production meshes leave it out and list their real issuers under `issuers:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevIssuerConfig {
+    /// Where it serves discovery, JWKS and the token endpoint; its issuer URL is
+    /// `http://<listen>`.
+    pub listen: std::net::SocketAddr,
+    /// Clients allowed the client-credentials grant.
+    pub clients: Vec<DevClientConfig>,
+}
+
+/// A client of the dev issuer's token endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevClientConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// `groups` claim of its tokens.
+    pub groups: Vec<String>,
+    /// `aud` of its tokens (empty: none).
+    pub audiences: Vec<String>,
+    /// Token lifetime (default 1 h).
+    pub ttl: Duration,
+}
+
+impl DevIssuerConfig {
+    /// The issuer URL (`iss` claim) of the tokens it signs.
+    pub fn issuer_url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}

@@ -445,4 +445,22 @@ fn quickstart_allows_ml_eng_through_the_dev_issuer() {
     assert_eq!(p.rules[0].to[0].apis, ["predict", "metadata", "status"]);
     assert_eq!(p.rules[0].when[0].values, ["ml-eng"]);
     assert!(c.authz.default_deny);
+    // The dev issuer `up` runs is the issuer the mesh trusts.
+    let dev = c.dev_issuer.as_ref().expect("quickstart has a dev_issuer");
+    assert_eq!(dev.issuer_url(), c.issuers[0].issuer);
+    assert_eq!(dev.clients[0].client_id, "ml-pipeline");
+    assert_eq!(dev.clients[0].groups, ["ml-eng"]);
+    assert_eq!(dev.clients[0].ttl, std::time::Duration::from_secs(3600));
+}
+
+#[test]
+fn dev_issuer_errors_name_the_field() {
+    let text = "workloads: []\nmodels: []\ndev_issuer:\n  listen: nowhere\n  clients:\n    - {client_id: a}\n";
+    let errors = infermesh_config::parse(text, Path::new("m.yaml")).unwrap_err();
+    let shown = errors.to_string();
+    assert!(shown.contains("m.yaml:4:11: dev_issuer.listen:"), "{shown}");
+    assert!(
+        shown.contains("dev_issuer.clients[0]: missing field `client_secret`"),
+        "{shown}"
+    );
 }

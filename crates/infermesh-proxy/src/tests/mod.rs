@@ -102,6 +102,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         },
         dns_refresh: Duration::from_secs(30),
         issuers: Vec::new(),
+        dev_issuer: None,
         policies: Vec::new(),
         authz: Default::default(),
     }
