@@ -9,11 +9,15 @@
 //!
 //! No routing, no parsing, no model: what infermesh adds on top of this is its own cost.
 //!
-//! Usage: `ceiling [--port PORT] [--threads N]` (binds 127.0.0.1; port 0 picks a free one;
-//! threads default to the CPUs this process may run on). Prints `listening on ADDR`.
+//! Usage: `ceiling [--port PORT] [--threads N] [--blocking-handoff]` (binds 127.0.0.1;
+//! port 0 picks a free one; threads default to the CPUs this process may run on). Prints
+//! `listening on ADDR`. `--blocking-handoff` is a diagnostic, not the ceiling: each request
+//! also awaits an empty `tokio::task::spawn_blocking` closure, the hop infermesh makes to
+//! run a model, so its cost can be measured on its own (see bench/README.md).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
@@ -27,6 +31,8 @@ use tokio::net::TcpListener;
 const JSON_BODY: &[u8] = br#"{"predictions": [2.5, 3.0, 4.5]}"#;
 const GRPC_BODY: &[u8] = include_bytes!("../../grpc/predict_response.grpc");
 
+static BLOCKING_HANDOFF: AtomicBool = AtomicBool::new(false);
+
 type TrailersReady = std::future::Ready<Option<Result<HeaderMap, Infallible>>>;
 type Body =
     Either<Full<Bytes>, http_body_util::combinators::WithTrailers<Full<Bytes>, TrailersReady>>;
@@ -38,6 +44,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, hyper::Error> 
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     // Read the whole request, as any real server must.
     req.into_body().collect().await?;
+    if BLOCKING_HANDOFF.load(Ordering::Relaxed) {
+        tokio::task::spawn_blocking(|| ())
+            .await
+            .expect("empty blocking task");
+    }
     let response = if grpc {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
@@ -55,7 +66,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, hyper::Error> 
 }
 
 fn usage() -> ! {
-    eprintln!("usage: ceiling [--port PORT] [--threads N]");
+    eprintln!("usage: ceiling [--port PORT] [--threads N] [--blocking-handoff]");
     std::process::exit(2)
 }
 
@@ -64,6 +75,10 @@ fn main() {
     let mut threads: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--blocking-handoff" {
+            BLOCKING_HANDOFF.store(true, Ordering::Relaxed);
+            continue;
+        }
         let value = args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--port" => port = value.parse().unwrap_or_else(|_| usage()),

@@ -15,6 +15,11 @@ use tokio::sync::Semaphore;
 use crate::manager::{ModelManager, Resolved};
 use crate::metrics::{Api, Entrypoint, Metrics, RequestRecord};
 
+/// Servables whose typical run takes at most this long run inline on the request's
+/// thread; slower (or not yet measured) ones run on the blocking pool, bounded by the
+/// concurrency limit.
+pub const INLINE_RUN_MAX: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// What a request names: a model and, optionally, a version or a label.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelSpec {
@@ -123,21 +128,30 @@ impl Models {
             }
         }
         let signature = signature.clone();
-        let permit = self
-            .runs
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("model server is shutting down"))?;
         let servable = resolved.servable.clone();
         let sig = signature_name.clone();
         let started = Instant::now();
-        let outputs = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            servable.run(&sig, inputs, &output_filter)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("inference task failed: {e}")))??;
+        let outputs = if servable
+            .typical_run_time()
+            .is_some_and(|t| t <= INLINE_RUN_MAX)
+        {
+            // Cheap model: a hand-off to the blocking pool would cost more than the
+            // run itself, and the run cannot hold this worker for long.
+            servable.run(&sig, inputs, &output_filter)?
+        } else {
+            let permit = self
+                .runs
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Status::unavailable("model server is shutting down"))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                servable.run(&sig, inputs, &output_filter)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("inference task failed: {e}")))??
+        };
         self.metrics.record_runtime(
             &resolved.name,
             resolved.version,

@@ -51,4 +51,10 @@ pub trait Servable: Send + Sync + 'static {
         inputs: BTreeMap<String, Tensor>,
         output_filter: &[String],
     ) -> Result<BTreeMap<String, Tensor>, Status>;
+
+    /// The typical duration of one `run` so far, if known. Callers may run cheap
+    /// servables inline instead of handing them to a blocking thread.
+    fn typical_run_time(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -16,6 +16,7 @@ mod events;
 mod poll;
 mod scan;
 mod state;
+mod timed;
 
 use std::collections::BTreeSet;
 use std::path::Path;

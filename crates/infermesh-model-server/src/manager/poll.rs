@@ -9,6 +9,7 @@
 //!
 //! A failed version is retried only after its directory's stamp changes.
 
+use super::timed;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -239,7 +240,11 @@ impl ModelManager {
         let loader = Arc::clone(&self.loader);
         let path = job.path.clone();
         let started = Instant::now();
-        let result = match tokio::task::spawn_blocking(move || loader(&path)).await {
+        let result = match tokio::task::spawn_blocking(move || {
+            loader(&path).map(timed::Timed::wrap)
+        })
+        .await
+        {
             Ok(result) => result,
             Err(e) if e.is_panic() => Err("the model loader panicked".to_owned()),
             Err(_) => Err("the load was cancelled".to_owned()),
