@@ -81,7 +81,7 @@ impl Attempts<'_> {
                     picked.report(outcome);
                     unavailable && self.retries.idempotent && self.retries.on_unavailable
                 }
-                Err(SendError::Connect(_)) => {
+                Err(SendError::Connect(_) | SendError::Refused(_)) => {
                     picked.report(Outcome::ConnectFailure);
                     self.retries.on_connect_failure
                 }

@@ -32,9 +32,21 @@ pub enum Failure {
     /// The request is malformed; the status carries TF Serving's own wording.
     #[error("{0}")]
     Request(Status),
+    /// The request path cannot be normalized safely (an encoded slash or NUL, an
+    /// invalid escape, …): 400 / INVALID_ARGUMENT; the message says which.
+    #[error("{0}")]
+    InvalidPath(String),
     /// A REST path outside `/v1/`: a plain 404, as TF Serving answers.
     #[error("not an API path")]
     NoRoute,
+    /// The request carried a token that failed verification (bad signature, expired,
+    /// unknown issuer, …): 401 / UNAUTHENTICATED with a generic message; why is logged.
+    #[error("invalid token")]
+    Unauthenticated,
+    /// Policy denied the request. Carries nothing about the policies: the deciding
+    /// policy and rule are logged where the decision is made, never answered.
+    #[error("denied by policy")]
+    Denied,
     /// No route for the model or version (unknown model, label, bad pin header).
     #[error("{0}")]
     Route(Status),

@@ -45,6 +45,10 @@ pub enum SendError {
     Connect(String),
     /// The request body went over the size limit while it was sent.
     BodyTooLarge,
+    /// The upstream closed the connection while the request was still being written
+    /// (a broken pipe: it answered early or went away). The request never reached it
+    /// whole, so it was not served: as safe to retry as a connect failure.
+    Refused(String),
     /// The request may have reached the upstream.
     Other(String),
 }
@@ -91,6 +95,7 @@ impl Clients {
             Ok(response) => Ok(response_from_upstream(response)),
             Err(e) if e.is_connect() => Err(SendError::Connect(chain(&e))),
             Err(e) if limit_in_chain(&e) => Err(SendError::BodyTooLarge),
+            Err(e) if broken_pipe_in_chain(&e) => Err(SendError::Refused(chain(&e))),
             Err(e) => Err(SendError::Other(chain(&e))),
         }
     }
@@ -99,11 +104,25 @@ impl Clients {
 impl SendError {
     pub fn into_failure(self, limit: u64) -> Failure {
         match self {
-            SendError::Connect(e) => Failure::UpstreamConnect(e),
+            SendError::Connect(e) | SendError::Refused(e) => Failure::UpstreamConnect(e),
             SendError::BodyTooLarge => Failure::BodyTooLarge { limit },
             SendError::Other(e) => Failure::Upstream(e),
         }
     }
+}
+
+/// Whether a write to the upstream failed because it had closed the connection.
+fn broken_pipe_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// An error and its causes on one line (for clients: no addresses of internals

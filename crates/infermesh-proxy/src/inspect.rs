@@ -1,15 +1,20 @@
-//! Stage 2 of the pipeline: what model request is this? REST requests are read from
-//! the path with TF Serving's own rules (`infermesh_tfserving::rest_path`); gRPC
-//! requests from the `ModelSpec` at the front of the first message ([`crate::grpc`]),
-//! and the rest of the call is guarded as it streams: one message, one `ModelSpec`
-//! ([`crate::grpc_scan`]).
+//! Stage 2 of the pipeline: what model request is this? REST paths are first
+//! normalized (`infermesh_authz::normalize_rest`: percent-decoding, `..`, `//`, `;`,
+//! escapes, then TF Serving's own, case-insensitive path rules) into one canonical
+//! path, which is what policies match and what is forwarded — the raw path never
+//! goes upstream. gRPC requests are matched by their exact method path, and their
+//! model is read from the `ModelSpec` at the front of the first message
+//! ([`crate::grpc`]); the rest of the call is guarded as it streams: one message, one
+//! `ModelSpec` ([`crate::grpc_scan`]).
 //! The result is a typed [`ModelRequest`], put into the request extensions for every
 //! later stage, plus what is needed to rewrite the request to another version.
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, Method, Uri, header};
+use infermesh_authz::{PathError, normalize_rest};
+use infermesh_config::EscapedSlashes;
 use infermesh_tfserving::proto::tensorflow::serving::ModelSpec;
-use infermesh_tfserving::{RestApi, Status, VersionChoice, rest_path};
+use infermesh_tfserving::{RestApi, Status, VersionChoice};
 
 use crate::body::RequestBody;
 use crate::error::Failure;
@@ -44,7 +49,9 @@ pub struct ModelRequest {
     /// What the client asked for (before routing).
     pub version: VersionChoice,
     pub api: Api,
-    /// gRPC `ModelSpec.signature_name` (empty: default); REST carries it in the body.
+    /// gRPC `ModelSpec.signature_name` (empty: default; `None` when MultiInference
+    /// tasks name different ones); REST carries it in the body (read by the
+    /// authorize stage when policies need it).
     pub signature: Option<String>,
 }
 
@@ -52,15 +59,40 @@ pub struct ModelRequest {
 #[derive(Debug)]
 pub struct Inspected {
     pub model: ModelRequest,
+    /// What policies match: the normalized, canonical REST path (no query), or the
+    /// gRPC method path as it came (one of the exact method names).
+    pub path: String,
+    /// What is forwarded: the canonical REST path plus the query as it came, or the
+    /// gRPC request target as it came.
+    pub path_and_query: String,
     rewrite: Rewrite,
 }
 
 #[derive(Debug)]
 enum Rewrite {
-    /// Replace `path[range]` (empty or a `/versions/N` / `/labels/L` segment).
+    /// Replace `path_and_query[range]` (empty or a `/versions/N` / `/labels/L`
+    /// segment).
     RestPath(std::ops::Range<usize>),
     /// Replace field 1 of the first gRPC message.
     Grpc(Located),
+}
+
+impl ModelRequest {
+    /// The version number the request names itself (not a label, not routed).
+    pub fn named_version(&self) -> Option<i64> {
+        match self.version {
+            VersionChoice::Version(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The label the request names itself.
+    pub fn named_label(&self) -> Option<&str> {
+        match &self.version {
+            VersionChoice::Label(l) => Some(l),
+            _ => None,
+        }
+    }
 }
 
 impl Protocol {
@@ -108,21 +140,30 @@ impl Api {
 /// complete that one message without another field 1, or it is cut off.
 pub async fn inspect(
     method: &Method,
-    path: &str,
+    uri: &Uri,
     protocol: Protocol,
     body: RequestBody,
     max_body: u64,
+    escaped: EscapedSlashes,
 ) -> Result<(Inspected, RequestBody), Failure> {
     match protocol {
-        Protocol::Rest => Ok((inspect_rest(method, path)?, body)),
-        Protocol::Grpc => inspect_grpc(method, path, body, max_body).await,
+        Protocol::Rest => {
+            let raw = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            Ok((inspect_rest(method, raw, escaped)?, body))
+        }
+        Protocol::Grpc => inspect_grpc(method, uri, body, max_body).await,
     }
 }
 
-fn inspect_rest(method: &Method, path: &str) -> Result<Inspected, Failure> {
-    let parsed = rest_path::parse(method.as_str(), path)
-        .map_err(Failure::Request)?
-        .ok_or(Failure::NoRoute)?;
+/// Normalizes `raw` (`path[?query]`) and parses the canonical path; paths that cannot
+/// be normalized are refused (400), paths outside the API get a plain 404.
+fn inspect_rest(method: &Method, raw: &str, escaped: EscapedSlashes) -> Result<Inspected, Failure> {
+    let normalized = normalize_rest(method.as_str(), raw, escaped).map_err(|e| match e {
+        PathError::Invalid(_) => Failure::InvalidPath(e.to_string()),
+        PathError::Rest(status) => Failure::Request(status),
+    })?;
+    let path_and_query = normalized.path_and_query();
+    let parsed = normalized.rest.ok_or(Failure::NoRoute)?;
     let model = ModelRequest {
         protocol: Protocol::Rest,
         model: parsed.model,
@@ -132,13 +173,15 @@ fn inspect_rest(method: &Method, path: &str) -> Result<Inspected, Failure> {
     };
     Ok(Inspected {
         model,
-        rewrite: Rewrite::RestPath(version_segment(path)),
+        rewrite: Rewrite::RestPath(version_segment(&normalized.path)),
+        path: normalized.path,
+        path_and_query,
     })
 }
 
-/// The byte range of the version or label segment after the model name in a path
-/// `rest_path` accepted (`/v1/models/{name}[/versions/N|/labels/L]...`); empty at the
-/// end of the name when there is none.
+/// The byte range of the version or label segment after the model name in a
+/// canonical path (`/v1/models/{name}[/versions/N|/labels/L]...`); empty at the end
+/// of the name when there is none.
 fn version_segment(path: &str) -> std::ops::Range<usize> {
     const PREFIX: usize = "/v1/models/".len();
     let segment_end = |from: usize| {
@@ -158,10 +201,11 @@ fn version_segment(path: &str) -> std::ops::Range<usize> {
 
 async fn inspect_grpc(
     method: &Method,
-    path: &str,
+    uri: &Uri,
     mut body: RequestBody,
     max_body: u64,
 ) -> Result<(Inspected, RequestBody), Failure> {
+    let path = uri.path();
     let Some(api) = Api::of_grpc_path(path) else {
         return Err(Failure::Request(Status::unimplemented(format!(
             "Method not found: {path}"
@@ -203,27 +247,45 @@ async fn inspect_grpc(
         model: spec.name.clone(),
         version: VersionChoice::from_model_spec(spec),
         api,
-        signature: Some(spec.signature_name.clone()),
+        signature: grpc_signature(&located),
     };
     Ok((
         Inspected {
             model,
+            path: path.to_owned(),
+            path_and_query: uri
+                .path_and_query()
+                .map_or(path, |pq| pq.as_str())
+                .to_owned(),
             rewrite: Rewrite::Grpc(located),
         },
         body,
     ))
 }
 
+/// The signature a gRPC request names (empty: the default). MultiInference tasks
+/// agree on model and version but each names its own signature: when they differ,
+/// the signature is not one thing, and policies testing signatures fail closed.
+fn grpc_signature(located: &Located) -> Option<String> {
+    let canonical = |s: &str| if s.is_empty() { "serving_default" } else { s }.to_owned();
+    let name = canonical(&located.spec.signature_name);
+    let differs = located
+        .tasks
+        .iter()
+        .any(|t| canonical(t.model_spec.as_ref().map_or("", |s| &s.signature_name)) != name);
+    (!differs).then_some(name)
+}
+
 impl Inspected {
     /// Points the request at `version`: the REST path gets `/versions/N` (replacing
     /// any label), the gRPC `ModelSpec` gets `version = N` (frame length fixed).
-    /// Returns the new path and body; `path` and `body` are what [`inspect`] saw.
+    /// Returns the new path and query and body; `body` is what [`inspect`] returned.
     pub fn rewrite(
         &self,
-        path_and_query: &str,
         body: RequestBody,
         version: i64,
     ) -> Result<(String, RequestBody), Failure> {
+        let path_and_query = self.path_and_query.as_str();
         match &self.rewrite {
             Rewrite::RestPath(range) => {
                 let mut out = String::with_capacity(path_and_query.len() + 24);

@@ -1,19 +1,22 @@
 //! The data plane: the gateway and the sidecar that proxy TensorFlow Serving REST and
-//! gRPC traffic with model-aware routing. One pipeline serves both (see
+//! gRPC traffic with model-aware routing and policy. One pipeline serves both (see
 //! `docs/pipeline.md`):
 //!
 //! ```text
-//! accept → parse model request → authenticate → authorize → route → forward → record
-//! listener   inspect / grpc       seams          seams       route     attempts   seams
-//!                                                            pipeline  forward
-//!                                                                      mirror
+//! accept → parse model request → authenticate → route decision → authorize → forward → record
+//! listener   inspect / grpc       seams          route (gateway)   authorize   attempts   seams
+//!            (paths normalized)                                    signature   forward
+//!                                                                              mirror
 //! ```
 //!
 //! Failures from every stage become responses in one place, [`respond`]. The config
-//! is read from an `ArcSwap<MeshConfig>` once per request, so it can be swapped live.
+//! is read from an `ArcSwap<MeshConfig>` once per request, so it can be swapped live;
+//! its policies are compiled once per config value.
 #![forbid(unsafe_code)]
 
 mod attempts;
+mod authenticate;
+mod authorize;
 mod body;
 pub mod budget;
 pub mod endpoints;
@@ -22,6 +25,7 @@ mod forward;
 mod gateway;
 mod grpc;
 mod grpc_scan;
+pub mod identity;
 mod inspect;
 mod listener;
 mod mirror;
@@ -29,10 +33,12 @@ mod pipeline;
 pub mod respond;
 pub mod route;
 mod seams;
+mod signature;
 mod upstream;
 
 pub use error::{Failure, ProxyError};
 pub use gateway::{Gateway, Sidecar};
+pub use identity::{Connection, PeerIdentity, RequestAuth};
 pub use inspect::{Api, ModelRequest, Protocol};
 pub use mirror::MIRROR_HEADER;
 pub use pipeline::{MIRROR_BODY_MAX, ProxyStats};

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::error::ProxyError;
+use crate::identity::Connection;
 use crate::pipeline::Proxy;
 
 /// hyper refuses HTTP/1 read buffers smaller than this.
@@ -48,7 +49,14 @@ pub async fn serve(
             next = accepted.recv() => {
                 let Some((stream, permit)) = next else { break };
                 let proxy = proxy.clone();
-                let service = service_fn(move |request| {
+                let connection = match (stream.peer_addr(), stream.local_addr()) {
+                    (Ok(peer), Ok(local)) => Some(Connection { peer, local }),
+                    _ => None,
+                };
+                let service = service_fn(move |mut request: hyper::Request<_>| {
+                    if let Some(connection) = connection {
+                        request.extensions_mut().insert(connection);
+                    }
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.handle(request).await) }
                 });

@@ -1,12 +1,20 @@
-//! The request pipeline, the same for gateway and sidecar, top to bottom:
+//! The request pipeline, top to bottom. Gateway:
 //!
 //! ```text
-//! accept → parse model request → authenticate → authorize → route → forward → record
+//! accept → parse model request → authenticate → route decision → authorize → forward → record
+//! ```
+//!
+//! Sidecar (the request already names a version, after the gateway's rewrite):
+//!
+//! ```text
+//! accept → parse model request → authenticate → authorize → forward → record
 //! ```
 //!
 //! [`Proxy::handle`] is the whole request path; each stage is one call into its
-//! module (see `docs/pipeline.md`). Failures from any stage become the response in
-//! one place (`respond.rs`). One config snapshot is read per request.
+//! module (see `docs/pipeline.md`). The route decision is pure (it picks a version,
+//! sends nothing), so the version that will serve is the one authorized. Failures
+//! from any stage become the response in one place (`respond.rs`). One config
+//! snapshot, and the authorizer compiled from it, is read per request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +27,11 @@ use http_body_util::Limited;
 use hyper::body::Incoming;
 use infermesh_config::{MeshConfig, RetryPolicy};
 
+use infermesh_config::Model;
+
 use crate::attempts::Attempts;
+use crate::authenticate::{self, Authenticators};
+use crate::authorize::{self, Authorizers};
 use crate::body::{ProxyBody, RequestBody};
 use crate::endpoints::EndpointSet;
 use crate::error::Failure;
@@ -76,6 +88,10 @@ impl ProxyStats {
 pub struct Proxy {
     pub role: Role,
     pub config: Arc<ArcSwap<MeshConfig>>,
+    /// The authorizer of the config value in use, compiled once per value.
+    authorizers: Authorizers,
+    /// The JWT verifier of the configured issuers (keys cached across swaps).
+    authenticators: Authenticators,
     clients: Clients,
     upstreams: Upstreams,
     pub stats: Arc<ProxyStats>,
@@ -96,9 +112,13 @@ struct Plan {
 impl Proxy {
     pub fn new(role: Role, config: Arc<ArcSwap<MeshConfig>>) -> Proxy {
         let clients = Clients::new(&config.load().limits);
+        let authorizers = Authorizers::new(config.load_full());
+        let authenticators = Authenticators::new(&config.load());
         Proxy {
             role,
             config,
+            authorizers,
+            authenticators,
             clients,
             upstreams: Upstreams::default(),
             stats: Arc::default(),
@@ -136,10 +156,12 @@ impl Proxy {
 
     async fn pipeline(
         &self,
-        config: &MeshConfig,
+        config: &Arc<MeshConfig>,
         request: Request<Incoming>,
         exchange: &mut Exchange,
     ) -> Result<Response<ProxyBody>, Failure> {
+        let authorizer = self.authorizers.get(config);
+
         // 1. accept: apply the body limit (the connection limits are the listener's).
         let limit = config.limits.max_request_body_bytes;
         let (mut parts, body) = request.into_parts();
@@ -149,31 +171,73 @@ impl Proxy {
             usize::try_from(limit).unwrap_or(usize::MAX),
         ));
 
-        // 2. parse the model request.
-        let path = parts.uri.path().to_owned();
-        let (inspected, body) =
-            inspect::inspect(&parts.method, &path, exchange.protocol, body, limit).await?;
+        // 2. parse the model request; REST paths are normalized first, and the
+        // canonical path is what is authorized and forwarded.
+        let (inspected, body) = inspect::inspect(
+            &parts.method,
+            &parts.uri,
+            exchange.protocol,
+            body,
+            limit,
+            authorizer.escaped_slashes(),
+        )
+        .await?;
         exchange.model = Some(inspected.model.clone());
         parts.extensions.insert(inspected.model.clone());
         // A gRPC body refused later (a second model_spec, a second message) fails
         // whatever stage is reading it; it is answered as the refusal.
         let verdict = body.verdict();
 
-        // 3. authenticate, 4. authorize (seams).
-        seams::authenticate(&mut parts).await?;
-        seams::authorize(&parts).await?;
+        // 3. authenticate: a valid JWT becomes the request principal (`RequestAuth`);
+        // an invalid one is refused here (401), no token leaves it to the policies.
+        let authenticator = self.authenticators.get(config);
+        authenticate::authenticate(&authenticator, &mut parts).await?;
 
-        // 5. route.
-        let plan = match &self.role {
-            Role::Gateway => self.route_gateway(config, &parts, &inspected, body).await,
-            Role::Sidecar { workload } => {
+        // 4. route decision (gateway): pure; picks the version, sends nothing.
+        let routed = match &self.role {
+            Role::Gateway => Routed::Gateway(route_decision(config, &parts, &inspected)),
+            Role::Sidecar { workload } => Routed::Sidecar(workload),
+        };
+
+        // 5. authorize what will be sent: the version routing chose (or the one the
+        // request names, when routing failed: the caller learns nothing before policy
+        // allows it), the signature when policies test it.
+        let (signature, body) = authorize::signature(&authorizer, &inspected, body, limit)
+            .await
+            .map_err(|failure| verdict.explain(failure))?;
+        let version = match &routed {
+            Routed::Gateway(Ok((_, decision))) => decision.version,
+            _ => inspected.model.named_version(),
+        };
+        let signature = signature.as_deref();
+        let authz = authorize::request(&parts, &inspected, version, signature);
+        let decision = authorize::decide(&authorizer, &authz);
+        let allowed = decision.allowed;
+        exchange.authz = Some(decision);
+        if !allowed {
+            return Err(Failure::Denied);
+        }
+
+        // 6. forward: the route's plan (endpoints, rewrite, mirror), then the attempts.
+        let plan = match routed {
+            Routed::Gateway(routed) => {
+                let (model, mut decision) = routed?;
+                if let Some(mirror) = decision.mirror {
+                    let copy = authorize::request(&parts, &inspected, Some(mirror), signature);
+                    if !authorize::decide(&authorizer, &copy).allowed {
+                        tracing::debug!(mirror, "mirror version not authorized: not mirrored");
+                        decision.mirror = None;
+                    }
+                }
+                self.route_gateway(config, &parts, &inspected, body, model, decision)
+                    .await
+            }
+            Routed::Sidecar(workload) => {
                 self.route_sidecar(config, &parts, &inspected, body, workload)
             }
         }
         .map_err(|failure| verdict.explain(failure))?;
         exchange.version = plan.version;
-
-        // 6. forward.
         let attempts = Attempts {
             clients: &self.clients,
             endpoints: &plan.endpoints,
@@ -190,18 +254,18 @@ impl Proxy {
         // 7. record: in `handle`, for answers and failures alike.
     }
 
-    /// Gateway routing: model → version (split, pin, sticky, label) → rewrite →
-    /// the serving workload's endpoints; a mirror copy is spawned here.
+    /// Gateway forwarding plan for a routing decision: the serving workload's
+    /// endpoints, the rewrite to the chosen version, the mirror copy (spawned here).
     async fn route_gateway(
         &self,
         config: &MeshConfig,
         parts: &Parts,
         inspected: &Inspected,
         body: RequestBody,
+        model: &Model,
+        decision: route::Decision,
     ) -> Result<Plan, Failure> {
         let request = &inspected.model;
-        let model = route::model(&config.models, request)?;
-        let decision = route::decide(model, request, &parts.headers, &mut fastrand::Rng::new())?;
         let workload = config.workload_of(model).ok_or_else(|| {
             Failure::UpstreamConnect(format!("workload {} is not configured", model.served_by))
         })?;
@@ -226,11 +290,10 @@ impl Proxy {
                 .map_err(Failure::client_body)?
                 .0;
         }
-        let mut outbound = outbound(parts, request.protocol);
+        let mut outbound = outbound(parts, inspected);
         if let Some(mirror_version) = decision.mirror {
             if body.is_complete() {
-                let (path, mirror_body) =
-                    inspected.rewrite(&outbound.path_and_query, body.clone(), mirror_version)?;
+                let (path, mirror_body) = inspected.rewrite(body.clone(), mirror_version)?;
                 let mut mirror_out = outbound.clone();
                 mirror_out.path_and_query = path;
                 mirror::spawn(mirror::Mirror {
@@ -246,7 +309,7 @@ impl Proxy {
             }
         }
         if let (true, Some(version)) = (decision.rewrite, decision.version) {
-            let (path, rewritten) = inspected.rewrite(&outbound.path_and_query, body, version)?;
+            let (path, rewritten) = inspected.rewrite(body, version)?;
             outbound.path_and_query = path;
             body = rewritten;
             if request.protocol == Protocol::Grpc {
@@ -293,14 +356,11 @@ impl Proxy {
             .get(&request.model)
             .map_or(DEFAULT_TIMEOUT, |m| m.route.timeout);
         Ok(Plan {
-            outbound: outbound(parts, request.protocol),
+            outbound: outbound(parts, inspected),
             body,
             endpoints,
             target: format!("model server {kind}"),
-            version: match request.version {
-                infermesh_tfserving::VersionChoice::Version(v) => Some(v),
-                _ => None,
-            },
+            version: request.named_version(),
             timeout,
             retries: no_retries(),
             budget: None,
@@ -308,18 +368,38 @@ impl Proxy {
     }
 }
 
-/// What goes upstream of a request's head: method, path and query, headers without
-/// hop-by-hop ones.
-fn outbound(parts: &Parts, protocol: Protocol) -> Outbound {
+/// Which side routes, and (gateway) the routing decision: the model and the version.
+enum Routed<'c> {
+    Gateway(Result<(&'c Model, route::Decision), Failure>),
+    Sidecar(&'c str),
+}
+
+/// The gateway's routing decision, pure: the model (unknown → NOT_FOUND) and the
+/// version (request, label, pin header, sticky hash or split) and mirror.
+fn route_decision<'c>(
+    config: &'c MeshConfig,
+    parts: &Parts,
+    inspected: &Inspected,
+) -> Result<(&'c Model, route::Decision), Failure> {
+    let model = route::model(&config.models, &inspected.model)?;
+    let decision = route::decide(
+        model,
+        &inspected.model,
+        &parts.headers,
+        &mut fastrand::Rng::new(),
+    )?;
+    Ok((model, decision))
+}
+
+/// What goes upstream of a request's head: method, the path and query that was
+/// authorized (canonical for REST), headers without hop-by-hop ones.
+fn outbound(parts: &Parts, inspected: &Inspected) -> Outbound {
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     Outbound {
-        protocol,
+        protocol: inspected.model.protocol,
         method: parts.method.clone(),
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        path_and_query: inspected.path_and_query.clone(),
         headers,
     }
 }

@@ -17,6 +17,10 @@ pub const ERROR_HEADER: HeaderName = HeaderName::from_static("x-infermesh-error"
 /// Set on responses to model requests: the model version that served.
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-infermesh-model-version");
 
+/// What a denied request is told, REST and gRPC alike: Istio's wording, nothing
+/// about the policies.
+pub const DENIED_MESSAGE: &str = "RBAC: access denied";
+
 /// A failure, classified.
 struct Answer {
     /// The `x-infermesh-error` value.
@@ -28,7 +32,18 @@ struct Answer {
 fn classify(failure: &Failure) -> Answer {
     let (kind, status, http) = match failure {
         Failure::Request(s) => ("request", s.clone(), None),
+        Failure::InvalidPath(why) => ("request", Status::invalid_argument(why.clone()), None),
         Failure::NoRoute => ("route", Status::not_found("Not found"), None),
+        Failure::Unauthenticated => (
+            "authn",
+            Status::new(Code::Unauthenticated, infermesh_authn::CLIENT_MESSAGE),
+            Some(StatusCode::UNAUTHORIZED),
+        ),
+        Failure::Denied => (
+            "authz",
+            Status::new(Code::PermissionDenied, DENIED_MESSAGE),
+            Some(StatusCode::FORBIDDEN),
+        ),
         Failure::Route(s) => ("route", s.clone(), None),
         Failure::BodyTooLarge { limit } => (
             "limit",
@@ -73,9 +88,14 @@ pub fn failure(protocol: Protocol, failure: &Failure) -> Response<ProxyBody> {
         (Protocol::Rest, Failure::NoRoute) => plain(answer.http),
         (Protocol::Rest, _) => json(answer.http, &answer.status),
     };
-    response
-        .headers_mut()
-        .insert(ERROR_HEADER, HeaderValue::from_static(answer.kind));
+    let headers = response.headers_mut();
+    headers.insert(ERROR_HEADER, HeaderValue::from_static(answer.kind));
+    if matches!(failure, Failure::Unauthenticated) {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(infermesh_authn::WWW_AUTHENTICATE),
+        );
+    }
     response
 }
 
@@ -165,6 +185,25 @@ mod tests {
         assert_eq!(r.headers()[&ERROR_HEADER], "upstream-connect");
         let r = failure(Protocol::Grpc, &Failure::BodyTooLarge { limit: 1 });
         assert_eq!(r.headers()["grpc-status"], "8");
+    }
+
+    #[test]
+    fn denials_say_rbac_access_denied_and_nothing_else() {
+        let r = failure(Protocol::Rest, &Failure::Denied);
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()[&ERROR_HEADER], "authz");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = failure(Protocol::Grpc, &Failure::Denied);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "7");
+        assert_eq!(r.headers()["grpc-message"], "RBAC: access denied");
+        assert_eq!(r.headers()[&ERROR_HEADER], "authz");
+        let r = failure(
+            Protocol::Rest,
+            &Failure::InvalidPath("invalid request path: an encoded NUL (%00)".into()),
+        );
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.headers()[&ERROR_HEADER], "request");
     }
 
     #[test]

@@ -1,20 +1,14 @@
-//! The pipeline stages that are still empty, as named seams with their final
-//! signatures, so authentication, authorization and telemetry plug in without
-//! reshaping the pipeline:
+//! The pipeline stage that is still nearly empty, as a named seam with its final
+//! signature, so telemetry and audit plug in without reshaping the pipeline
+//! (authentication is `authenticate.rs`, authorization `authorize.rs`):
 //!
-//! * [`authenticate`] (stage 3) will verify the JWT bearer token / the peer's SPIFFE
-//!   certificate and put `RequestPrincipal` / `PeerIdentity` into the request
-//!   extensions. Today: no-op.
-//! * [`authorize`] (stage 4) will evaluate policy over those identities and the
-//!   [`ModelRequest`] extension; it must fail closed. Today: allows everything.
 //! * [`record`] (stage 7) will feed metrics, traces, the access log and the audit
 //!   trail from one [`Exchange`]. Today: a debug log line.
 
 use std::time::Instant;
 
-use http::request::Parts;
+use infermesh_authz::Decision;
 
-use crate::error::Failure;
 use crate::inspect::{ModelRequest, Protocol};
 
 /// What the record stage learns about one request/response exchange.
@@ -26,6 +20,8 @@ pub struct Exchange {
     pub model: Option<ModelRequest>,
     /// The version routed to, when one was chosen.
     pub version: Option<i64>,
+    /// The authorization decision, once made (for the audit trail).
+    pub authz: Option<Decision>,
     /// The `x-infermesh-error` kind when the proxy answered itself.
     pub failure: Option<String>,
     pub status: u16,
@@ -38,20 +34,11 @@ impl Exchange {
             started: Instant::now(),
             model: None,
             version: None,
+            authz: None,
             failure: None,
             status: 0,
         }
     }
-}
-
-/// Stage 3: who is calling. No-op seam.
-pub async fn authenticate(_request: &mut Parts) -> Result<(), Failure> {
-    Ok(())
-}
-
-/// Stage 4: may they call this model? No-op seam (allows).
-pub async fn authorize(_request: &Parts) -> Result<(), Failure> {
-    Ok(())
 }
 
 /// Stage 7: record the exchange.
@@ -60,6 +47,7 @@ pub fn record(exchange: &Exchange) {
         protocol = ?exchange.protocol,
         model = exchange.model.as_ref().map(|m| m.model.as_str()),
         version = exchange.version,
+        allowed = exchange.authz.as_ref().map(|d| d.allowed),
         status = exchange.status,
         failure = exchange.failure.as_deref(),
         elapsed_us = exchange.started.elapsed().as_micros() as u64,

@@ -35,6 +35,84 @@ pub enum Command {
     Sidecar(SidecarArgs),
     /// Run the embedded TensorFlow-Serving-compatible model server.
     ModelServer(ModelServerArgs),
+    /// Inspect the mesh's authorization policies.
+    Policy(PolicyArgs),
+    /// Print a signed token (JWT) from the mesh's embedded development issuer.
+    Token(TokenArgs),
+    /// Compile the mesh into Istio resources or Kubernetes manifests (YAML).
+    Export(crate::export::ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Subject (`sub` claim); the request principal becomes `<issuer>/<sub>`.
+    #[arg(long)]
+    pub sub: String,
+    /// A group for the `groups` claim (repeatable).
+    #[arg(long)]
+    pub group: Vec<String>,
+    /// An audience for the `aud` claim (repeatable).
+    #[arg(long)]
+    pub aud: Vec<String>,
+    /// Lifetime, e.g. `30m`, `8h` (at most 7 days).
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+    /// The mesh intent file whose `dev_issuer` signs the token.
+    #[arg(long, default_value = "examples/quickstart/mesh.yaml")]
+    pub config: PathBuf,
+    /// Where the issuer's signing key is kept (shared with `infermesh up`).
+    #[arg(long, default_value = ".infermesh")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Could this caller make this request, and why: prints ALLOW or DENY, the policy
+    /// and rule that decided, and why every other policy did not match. For a request
+    /// that names no version, every version routing could pick is decided. Exits 0
+    /// whatever the decision; 64 when the config or an input is invalid.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The mesh intent file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The request: `POST /v1/models/m/versions/2:predict [signature=NAME]`,
+    /// `GET /v1/models/m/metadata`, or `grpc Predict m[/versions/2|/labels/L]
+    /// [signature=NAME]`.
+    #[arg(long)]
+    pub request: String,
+    /// The mTLS peer identity, `cluster.local/ns/<ns>/sa/<sa>` (a `spiffe://` prefix
+    /// is accepted).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// The request principal of a verified JWT, `<iss>/<sub>` (default: from the
+    /// `iss` and `sub` of --claims, if both are there).
+    #[arg(long)]
+    pub request_principal: Option<String>,
+    /// The verified JWT's claims, a JSON object, e.g. '{"groups": ["ml-eng"]}'.
+    #[arg(long)]
+    pub claims: Option<String>,
+    /// A request header, `name=value`; repeat for more.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    pub headers: Vec<String>,
+    /// The caller's address (`ip_blocks`, `source.ip`).
+    #[arg(long)]
+    pub source_ip: Option<String>,
+    /// The `Host` / `:authority` the request names (`hosts`).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The port the request arrives on (`ports`).
+    #[arg(long)]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +120,9 @@ pub struct UpArgs {
     /// The mesh intent file.
     #[arg(long, default_value = "examples/quickstart/mesh.yaml")]
     pub config: PathBuf,
+    /// Where state is kept (the dev issuer's signing key).
+    #[arg(long, default_value = ".infermesh")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,15 @@
 //! The `infermesh` binary: parses the command line, sets up logging, and hands over
-//! to the subcommand. Exit code 64 for invalid configuration, 1 for runtime failures.
+//! to the subcommand. Exit code 64 for invalid configuration or input, 1 for runtime
+//! failures (2 for command lines clap refuses).
 #![forbid(unsafe_code)]
 
 mod cli;
+mod dev_issuer;
 mod error;
+mod export;
 mod mesh;
 mod model_server;
+mod policy;
 mod shutdown;
 mod up;
 
@@ -30,6 +34,11 @@ fn main() -> std::process::ExitCode {
             cli::Command::Up(args) => up::run(args).await,
             cli::Command::Gateway(args) => mesh::run_gateway(args).await,
             cli::Command::Sidecar(args) => mesh::run_sidecar(args).await,
+            cli::Command::Policy(cli::PolicyArgs {
+                command: cli::PolicyCommand::Check(args),
+            }) => policy::check(args),
+            cli::Command::Token(args) => dev_issuer::token(args),
+            cli::Command::Export(args) => export::run(args),
         }
     });
     match result {

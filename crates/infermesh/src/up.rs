@@ -1,8 +1,9 @@
 //! `infermesh up`: the whole mesh on one machine from one `mesh.yaml` (by default the
-//! quickstart's): for every workload with an embedded model server, that server on
-//! the workload's upstream addresses; every workload's sidecar; and the gateway. It
-//! prints what it started and stops all of it on Ctrl-C/SIGTERM, the gateway first
-//! so no new request enters while the rest drains.
+//! quickstart's): the embedded development OIDC issuer (if the mesh has a
+//! `dev_issuer`), for every workload with an embedded model server that server on the
+//! workload's upstream addresses, every workload's sidecar, and the gateway. It prints
+//! what it started and a token to try it with, and stops all of it on
+//! Ctrl-C/SIGTERM, the gateway first so no new request enters while the rest drains.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -59,6 +60,37 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = load(&path)?;
     let mesh = config.load_full();
 
+    // The issuer first: the gateway and sidecars fetch its keys when they start.
+    let issuer = match &mesh.dev_issuer {
+        Some(dev) => Some(crate::dev_issuer::Running::bind(dev, &args.state_dir).await?),
+        None => None,
+    };
+    let token = match &issuer {
+        Some(running) => Some(
+            running
+                .issuer
+                .mint(
+                    "alice",
+                    &["ml-eng".to_string()],
+                    &[],
+                    crate::dev_issuer::UP_TOKEN_TTL,
+                )
+                .map_err(|e| anyhow::anyhow!("minting the quickstart token: {e}"))?,
+        ),
+        None => None,
+    };
+    let (stop_issuer, issuer_rx) = watch::channel(false);
+    let issuer_task = issuer.map(|running| {
+        let mut rx = issuer_rx.clone();
+        tokio::spawn(running.serve(async move {
+            while !*rx.borrow_and_update() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }))
+    });
+
     let servers = model_servers(&mesh).await?;
     let mut sidecars = Vec::new();
     for name in mesh.workloads.keys() {
@@ -67,6 +99,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let gateway = Gateway::bind(config.clone())?;
 
     println!("infermesh up: mesh from {}", path.display());
+    if let Some(dev) = &mesh.dev_issuer {
+        println!(
+            "  dev issuer    {} (OIDC discovery, JWKS, client-credentials /token)",
+            dev.issuer_url()
+        );
+    }
     for (name, server) in &servers {
         println!(
             "  model server  {name}: REST {} gRPC {}",
@@ -94,12 +132,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .find(|a| a.port() == 8501)
             .or(gateway_addrs.first());
         if let Some(rest) = rest {
+            let auth = if let Some(token) = &token {
+                println!(
+                    "A token for alice (group ml-eng), valid 8 h (`infermesh token --help` mints others):"
+                );
+                println!("  export TOKEN={token}");
+                " -H \"Authorization: Bearer $TOKEN\""
+            } else {
+                ""
+            };
             println!("Try:");
             println!(
-                "  curl -s -X POST http://{rest}/v1/models/{model}/versions/1:predict -d '{{\"instances\": [1.0, 2.0, 5.0]}}'"
+                "  curl -s{auth} -X POST http://{rest}/v1/models/{model}/versions/1:predict -d '{{\"instances\": [1.0, 2.0, 5.0]}}'"
             );
             println!(
-                "  curl -s -i -X POST http://{rest}/v1/models/{model}:predict -d '{{\"instances\": [1.0, 2.0, 5.0]}}'   # canary split; see x-infermesh-model-version"
+                "  curl -s -i{auth} -X POST http://{rest}/v1/models/{model}:predict -d '{{\"instances\": [1.0, 2.0, 5.0]}}'   # canary split; see x-infermesh-model-version"
             );
         }
     }
@@ -139,6 +186,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = stop_rest.send(true);
     while let Some(result) = tasks.join_next().await {
         result.context("component task")??;
+    }
+    let _ = stop_issuer.send(true);
+    if let Some(task) = issuer_task {
+        task.await.context("dev issuer task")??;
     }
     println!("infermesh up: stopped");
     Ok(())

@@ -493,8 +493,41 @@ fn body_above_limit_is_413() {
     let path = "/v1/models/half_plus_two/versions/1:predict";
     let (status, body) = s.post_large(path, 2 * limit);
     assert_eq!(status, 413, "a body of twice --max-body-bytes: {body:.200}");
+    assert!(
+        body.contains("\"error\""),
+        "413 without a JSON error: {body:.200}"
+    );
     // A body under the limit (padded with spaces) is served, and the server is still fine.
     let (status, body) = s.post_large(path, limit / 2);
     assert_eq!(status, 200, "a body of half --max-body-bytes: {body:.200}");
     s.post_ok(path, r#"{"instances": [1.0]}"#);
+}
+
+#[test]
+fn concurrent_predicts_all_answer() {
+    // Bounded load: 4 clients x 25 requests, each checked.
+    let s = start_onnx();
+    std::thread::scope(|scope| {
+        for t in 0..4u32 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..25u32 {
+                    let x = f64::from(t * 100 + i);
+                    let body = json!({"instances": [x]}).to_string();
+                    let path = if i % 2 == 0 {
+                        "/v1/models/half_plus_two/versions/1:predict"
+                    } else {
+                        "/v1/models/half_plus_two/versions/2:predict"
+                    };
+                    let want = if i % 2 == 0 {
+                        0.5 * x + 2.0
+                    } else {
+                        0.5 * x + 3.0
+                    };
+                    let got = s.post_ok(path, &body);
+                    common::assert_close(&got["predictions"], &[want]);
+                }
+            });
+        }
+    });
 }

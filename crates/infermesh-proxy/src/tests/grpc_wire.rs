@@ -14,15 +14,15 @@ use super::*;
 use crate::{ERROR_HEADER, VERSION_HEADER};
 
 /// A gRPC answer: headers, messages, trailers.
-struct Answer {
-    headers: HeaderMap,
-    messages: Vec<Bytes>,
-    trailers: Option<HeaderMap>,
+pub(super) struct Answer {
+    pub(super) headers: HeaderMap,
+    pub(super) messages: Vec<Bytes>,
+    pub(super) trailers: Option<HeaderMap>,
 }
 
 impl Answer {
     /// `grpc-status` from the trailers, or from the headers (trailers-only).
-    fn status(&self) -> String {
+    pub(super) fn status(&self) -> String {
         let from = self.trailers.as_ref().unwrap_or(&self.headers);
         from.get("grpc-status")
             .map(|v| v.to_str().unwrap().to_owned())
@@ -30,7 +30,7 @@ impl Answer {
     }
 }
 
-fn predict(model: &str, version: Option<i64>, floats: usize) -> PredictRequest {
+pub(super) fn predict(model: &str, version: Option<i64>, floats: usize) -> PredictRequest {
     PredictRequest {
         model_spec: Some(ModelSpec {
             name: model.into(),
@@ -49,7 +49,7 @@ fn predict(model: &str, version: Option<i64>, floats: usize) -> PredictRequest {
     }
 }
 
-async fn call(
+pub(super) async fn call(
     addr: std::net::SocketAddr,
     request: &PredictRequest,
     headers: &[(&str, &str)],
@@ -95,7 +95,7 @@ async fn call(
     }
 }
 
-fn served_version(answer: &Answer) -> Option<i64> {
+pub(super) fn served_version(answer: &Answer) -> Option<i64> {
     let response =
         PredictResponse::decode(answer.messages.first().cloned().unwrap_or_default()).ok()?;
     match response.model_spec?.version_choice? {

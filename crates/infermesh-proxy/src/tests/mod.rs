@@ -2,6 +2,7 @@
 //! with the path it saw and the body size; gRPC echoes the `ModelSpec` it got), a
 //! sidecar in front of it and a gateway in front of the sidecar, all on port 0.
 
+mod authz_wire;
 mod fake;
 mod grpc_smuggle;
 mod grpc_wire;
@@ -21,8 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infermesh_config::{
-    Address, Gateway as GatewayConfig, Limits, MeshConfig, Model, OutlierDetection, RetryPolicy,
-    Route, Upstream, Workload,
+    Address, AuthzSettings, Gateway as GatewayConfig, Limits, MeshConfig, Model, OutlierDetection,
+    RetryPolicy, Route, Upstream, Workload,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -60,7 +61,9 @@ pub fn model(name: &str, workload: &str) -> Model {
 }
 
 /// A mesh with workload `w` (sidecar at `sidecar`, model server at `upstream`) and
-/// models `m` and `slow` (300 ms timeout).
+/// models `m` and `slow` (300 ms timeout); no policies and `default_deny: false`, so
+/// routing tests see every request through (authorization tests add policies with
+/// [`set_policies`]).
 pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
     let workload = Workload {
         name: "w".into(),
@@ -104,8 +107,32 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         issuers: Vec::new(),
         dev_issuer: None,
         policies: Vec::new(),
-        authz: Default::default(),
+        authz: AuthzSettings {
+            default_deny: false,
+            ..AuthzSettings::default()
+        },
     }
+}
+
+/// Replaces the policies and `authorization` settings of `config` with those of a
+/// `mesh.yaml` fragment (`policies: ...` and optionally `authorization: ...`),
+/// checked by the config crate against the config's models (versions 1 and 2).
+pub fn set_policies(config: &mut MeshConfig, fragment: &str) {
+    let mut text = String::from(
+        "workloads:\n  - {name: w, namespace: ml, listen: 127.0.0.1:1, \
+         upstream: {rest: 127.0.0.1:2, grpc: 127.0.0.1:3}}\nmodels:\n",
+    );
+    for name in config.models.keys() {
+        text.push_str(&format!(
+            "  - {{name: {name}, served_by: w, versions: [{{version: 1, label: stable}}, \
+             {{version: 2, label: canary}}]}}\n"
+        ));
+    }
+    text.push_str(fragment);
+    let parsed = infermesh_config::parse(&text, std::path::Path::new("policies.yaml"))
+        .unwrap_or_else(|e| panic!("test policies do not parse:\n{e}\n{text}"));
+    config.policies = parsed.policies;
+    config.authz = parsed.authz;
 }
 
 /// A running gateway → sidecar → fake upstream.

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod grpc;
+pub mod mesh;
+
 /// Upper bound for a server to start and load its models.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upper bound for one HTTP exchange.
@@ -223,6 +226,7 @@ pub struct ServerBuilder {
     single: Option<(String, PathBuf)>,
     extra_args: Vec<String>,
     wait_for: Vec<(String, Vec<i64>)>,
+    ports: Option<(u16, u16)>,
 }
 
 impl ServerBuilder {
@@ -233,6 +237,7 @@ impl ServerBuilder {
             single: None,
             extra_args: Vec::new(),
             wait_for: Vec::new(),
+            ports: None,
         }
     }
 
@@ -243,11 +248,19 @@ impl ServerBuilder {
             single: Some((name.to_string(), base_path.to_path_buf())),
             extra_args: Vec::new(),
             wait_for: Vec::new(),
+            ports: None,
         }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Listen on these ports (gRPC, REST) instead of free ones picked at start, e.g. to
+    /// restart a server where a mesh expects it.
+    pub fn ports(mut self, grpc: u16, rest: u16) -> Self {
+        self.ports = Some((grpc, rest));
         self
     }
 
@@ -278,7 +291,7 @@ impl ServerBuilder {
         // grab one in between, so a server that dies during startup is retried (bounded).
         let mut last_log = String::new();
         for attempt in 1..=3 {
-            let (grpc_port, rest_port) = free_port_pair();
+            let (grpc_port, rest_port) = self.ports.unwrap_or_else(free_port_pair);
             let log_path = dir.path().join(format!("server-{attempt}.log"));
             let log = fs::File::create(&log_path).expect("create log");
             let mut full_args = args.clone();
@@ -299,11 +312,7 @@ impl ServerBuilder {
                 )
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", binary().display()));
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(REQUEST_TIMEOUT))
-                .build()
-                .into();
+            let agent = http_agent();
             let mut server = Server {
                 child,
                 rest_port,
@@ -343,12 +352,92 @@ enum ReadyError {
 }
 
 fn free_port_pair() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+    let p = free_ports(2);
+    (p[0], p[1])
+}
+
+/// `n` distinct free loopback ports: all bound at once (so they differ), then released.
+/// Another process may take one before it is used; callers retry startup (bounded).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// A plain-HTTP client: keep-alive pool, non-2xx answers are not errors, every exchange
+/// bounded by [`REQUEST_TIMEOUT`].
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(REQUEST_TIMEOUT))
+        .build()
+        .into()
+}
+
+/// Largest response body the helpers read (a 1M-float predict answers ~10 MB).
+pub const MAX_RESPONSE_BYTES: u64 = 256 << 20;
+
+/// One HTTP exchange: `body` is sent as JSON for POST/PUT; `headers` are added.
+pub fn http_call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, ureq::Error> {
+    macro_rules! with_headers {
+        ($req:expr) => {{
+            let mut req = $req;
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req
+        }};
+    }
+    let mut resp = match (method, body) {
+        ("GET", _) => with_headers!(agent.get(url)).call()?,
+        ("DELETE", _) => with_headers!(agent.delete(url)).call()?,
+        ("POST", Some(b)) => with_headers!(agent.post(url))
+            .header("Content-Type", "application/json")
+            .send(b)?,
+        ("POST", None) => with_headers!(agent.post(url)).send_empty()?,
+        ("PUT", Some(b)) => with_headers!(agent.put(url))
+            .header("Content-Type", "application/json")
+            .send(b)?,
+        ("PUT", None) => with_headers!(agent.put(url)).send_empty()?,
+        _ => panic!("unsupported method {method}"),
+    };
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_string()?;
+    Ok(Resp {
+        status,
+        content_type,
+        headers,
+        body,
+    })
 }
 
 /// A plain HTTP response.
@@ -356,10 +445,20 @@ fn free_port_pair() -> (u16, u16) {
 pub struct Resp {
     pub status: u16,
     pub content_type: Option<String>,
+    /// Every response header, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Resp {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("response is not JSON ({e}): {:?}", self.body))
@@ -387,11 +486,13 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        let text = fs::read_to_string(&self.log_path).unwrap_or_default();
-        // The end of the log is what explains a failure.
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(80);
-        lines[start..].join("\n")
+        log_tail(&self.log_path)
+    }
+
+    /// Kills the process (SIGKILL) and reaps it; the guard stays usable for its log.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn wait_ready(&mut self, wait_for: &[(String, Vec<i64>)]) -> Result<(), ReadyError> {
@@ -447,36 +548,7 @@ impl Server {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Resp, ureq::Error> {
-        let url = self.rest_url(path);
-        let mut resp = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call()?,
-            ("DELETE", _) => self.agent.delete(&url).call()?,
-            ("POST", Some(b)) => self
-                .agent
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .send(b)?,
-            ("POST", None) => self.agent.post(&url).send_empty()?,
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("Content-Type", "application/json")
-                .send(b)?,
-            ("PUT", None) => self.agent.put(&url).send_empty()?,
-            _ => panic!("unsupported method {method}"),
-        };
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp.body_mut().read_to_string()?;
-        Ok(Resp {
-            status,
-            content_type,
-            body,
-        })
+        http_call(&self.agent, method, &self.rest_url(path), body, &[])
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
@@ -620,11 +692,65 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM (as `docker stop` or Kubernetes do) and waits up to `timeout` for the
+    /// process to exit; `None` if it did not.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// Runs the binary with `args` until it exits (killed after `timeout`); returns the exit
+/// code (`None` when it had to be killed or died by a signal) and its stderr+stdout.
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("out.log");
+    let log = fs::File::create(&log_path).expect("log");
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, fs::read_to_string(&log_path).unwrap_or_default())
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The last 80 lines of a log file: the end is what explains a failure.
+pub fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(80);
+    lines[start..].join("\n")
 }
 
 /// `(version, state)` pairs of a model status answer.
