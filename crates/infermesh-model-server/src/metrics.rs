@@ -12,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Which API a request used, as TF Serving's `API` label spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +26,12 @@ pub enum Api {
 }
 
 impl Api {
+    const ALL: usize = 5;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Api::Predict => "predict",
@@ -43,6 +51,10 @@ pub enum Entrypoint {
 }
 
 impl Entrypoint {
+    fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Entrypoint::Rest => "REST",
@@ -106,6 +118,25 @@ pub struct Metrics {
     request_count: Family<CountLabels, Untyped>,
     request_latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
     runtime_latency: Family<RuntimeLabels, Histogram, fn() -> Histogram>,
+    /// The families' metrics for served (model, version) pairs, looked up once: a
+    /// request then records without building and hashing label sets. Each slot is
+    /// filled on first use, so a label set appears in the families exactly when it
+    /// would without the cache.
+    served: Arc<RwLock<ServedByModel>>,
+}
+
+/// Model name → version → handles.
+type ServedByModel = HashMap<String, HashMap<i64, Arc<Served>>>;
+
+/// Handles into the families for one served (model, version).
+#[derive(Debug, Default)]
+struct Served {
+    /// `request_count` with status `OK`.
+    ok_count: OnceLock<Untyped>,
+    /// `request_latency` by API and entrypoint.
+    request_latency: [OnceLock<Histogram>; Api::ALL * 2],
+    /// `runtime_latency` by API.
+    runtime_latency: [OnceLock<Histogram>; Api::ALL],
 }
 
 /// One finished request, as the metrics see it.
@@ -128,6 +159,7 @@ impl Metrics {
             request_count: Family::default(),
             request_latency: Family::new_with_constructor(latency_histogram),
             runtime_latency: Family::new_with_constructor(latency_histogram),
+            served: Arc::default(),
         };
         registry.register(
             ":tensorflow:serving:request_count",
@@ -147,7 +179,54 @@ impl Metrics {
         metrics
     }
 
+    /// The cached handles of a served (model, version).
+    fn served(&self, model: &str, version: i64) -> Arc<Served> {
+        if let Ok(served) = self.served.read()
+            && let Some(handles) = served
+                .get(model)
+                .and_then(|by_version| by_version.get(&version))
+        {
+            return handles.clone();
+        }
+        let mut served = self.served.write().unwrap_or_else(|e| e.into_inner());
+        served
+            .entry(model.to_string())
+            .or_default()
+            .entry(version)
+            .or_default()
+            .clone()
+    }
+
     pub fn record_request(&self, record: &RequestRecord<'_>) {
+        if let (Some(model), Some(version), "OK") = (record.model, record.version, record.status) {
+            let served = self.served(model, version);
+            served
+                .ok_count
+                .get_or_init(|| {
+                    self.request_count
+                        .get_or_create(&CountLabels {
+                            model_name: model.to_string(),
+                            model_version: version.to_string(),
+                            status: record.status.to_string(),
+                        })
+                        .clone()
+                })
+                .0
+                .inc();
+            served.request_latency[record.api.index() * 2 + record.entrypoint.index()]
+                .get_or_init(|| {
+                    self.request_latency
+                        .get_or_create(&LatencyLabels {
+                            model_name: model.to_string(),
+                            model_version: version.to_string(),
+                            API: record.api.label().to_string(),
+                            entrypoint: record.entrypoint.label().to_string(),
+                        })
+                        .clone()
+                })
+                .observe(record.latency_us);
+            return;
+        }
         let model_name = record.model.unwrap_or("unknown").to_string();
         let model_version = record.version.map(|v| v.to_string()).unwrap_or_default();
         self.request_count
@@ -169,12 +248,16 @@ impl Metrics {
     }
 
     pub fn record_runtime(&self, model: &str, version: i64, api: Api, latency_us: f64) {
-        self.runtime_latency
-            .get_or_create(&RuntimeLabels {
-                model_name: model.to_string(),
-                model_version: version.to_string(),
-                API: api.label().to_string(),
-                runtime: "tract".to_string(),
+        self.served(model, version).runtime_latency[api.index()]
+            .get_or_init(|| {
+                self.runtime_latency
+                    .get_or_create(&RuntimeLabels {
+                        model_name: model.to_string(),
+                        model_version: version.to_string(),
+                        API: api.label().to_string(),
+                        runtime: "tract".to_string(),
+                    })
+                    .clone()
             })
             .observe(latency_us);
     }
@@ -225,5 +308,47 @@ mod tests {
             text.contains(":tensorflow:serving:request_latency_count{model_name=\"half_plus_two\",model_version=\"123\",API=\"predict\",entrypoint=\"REST\"} 1"),
             "{text}"
         );
+    }
+
+    /// Cached handles count into the same series, and create a series only when it is
+    /// first recorded.
+    #[test]
+    fn cached_handles_share_the_family_series() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let ok = |api, entrypoint| RequestRecord {
+            model: Some("m"),
+            version: Some(1),
+            api,
+            entrypoint,
+            status: "OK",
+            latency_us: 30.0,
+        };
+        metrics.record_runtime("m", 1, Api::Predict, 5.0);
+        assert!(!render(&registry).contains("request_count"));
+        for _ in 0..3 {
+            metrics.record_request(&ok(Api::Predict, Entrypoint::Rest));
+        }
+        metrics.record_request(&ok(Api::Classify, Entrypoint::Grpc));
+        metrics.record_runtime("m", 1, Api::Predict, 5.0);
+        let text = render(&registry);
+        assert!(
+            text.contains(":tensorflow:serving:request_count{model_name=\"m\",model_version=\"1\",status=\"OK\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":tensorflow:serving:request_latency_count{model_name=\"m\",model_version=\"1\",API=\"predict\",entrypoint=\"REST\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":tensorflow:serving:request_latency_count{model_name=\"m\",model_version=\"1\",API=\"classify\",entrypoint=\"GRPC\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":tensorflow:serving:runtime_latency_count{model_name=\"m\",model_version=\"1\",API=\"predict\",runtime=\"tract\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("API=\"regress\""), "{text}");
+        assert!(!text.contains("entrypoint=\"GRPC\"} 0"), "{text}");
     }
 }

@@ -57,6 +57,8 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
 ) -> Result<(), std::io::Error> {
+    // One allocation shared by every request: a request clones a pointer, not the state.
+    let state = Arc::new(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
@@ -99,7 +101,7 @@ pub async fn serve(
 }
 
 /// One REST request, bounded by the timeout.
-async fn handle(state: Rest, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let timeout = state.timeout;
     match tokio::time::timeout(timeout, route(state, req)).await {
         Ok(response) => response,
@@ -110,12 +112,12 @@ async fn handle(state: Rest, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-async fn route(state: Rest, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_string();
+async fn route(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
     if req.method() == Method::GET && path == METRICS_PATH {
         return metrics(&state);
     }
-    let route = match rest_path::parse(req.method().as_str(), &path) {
+    let route = match rest_path::parse(req.method().as_str(), path) {
         Ok(Some(route)) => route,
         Ok(None) => return not_found(),
         Err(status) => return error(&status),

@@ -33,7 +33,6 @@ pub struct ModelSpec {
 pub struct RunOutput {
     pub version: i64,
     pub signature_name: String,
-    pub signature: Signature,
     pub outputs: BTreeMap<String, Tensor>,
 }
 
@@ -127,9 +126,7 @@ impl Models {
                 )));
             }
         }
-        let signature = signature.clone();
-        let servable = resolved.servable.clone();
-        let sig = signature_name.clone();
+        let servable = &resolved.servable;
         let started = Instant::now();
         let outputs = if servable
             .typical_run_time()
@@ -137,8 +134,10 @@ impl Models {
         {
             // Cheap model: a hand-off to the blocking pool would cost more than the
             // run itself, and the run cannot hold this worker for long.
-            servable.run(&sig, inputs, &output_filter)?
+            servable.run(&signature_name, inputs, &output_filter)?
         } else {
+            let servable = servable.clone();
+            let sig = signature_name.clone();
             let permit = self
                 .runs
                 .clone()
@@ -161,7 +160,6 @@ impl Models {
         Ok(RunOutput {
             version: resolved.version,
             signature_name,
-            signature,
             outputs,
         })
     }

@@ -67,7 +67,77 @@ fn compile(pattern: &str) -> Regex {
 /// Whether TF Serving treats the path as an API path (`(?i)/v1/.*`); other paths get
 /// a plain 404 without a JSON body. `path` excludes the query string.
 pub fn is_api_path(path: &str) -> bool {
+    if path.is_ascii() {
+        // `(?i)/v1/.*` on ASCII: the prefix, then anything but a line feed.
+        return strip_prefix_ignore_ascii_case(path, "/v1/")
+            .is_some_and(|rest| !rest.contains('\n'));
+    }
     API_PATH.is_match(path)
+}
+
+/// `s` without `prefix`, compared ASCII case-insensitively.
+fn strip_prefix_ignore_ascii_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// The groups of [`POST_PATH`] (model, version, label, API) for an ASCII path, by hand:
+/// the same full match as the regex, without running it. On ASCII text `(?i)` is plain
+/// ASCII case folding (its only non-ASCII folds, like `ſ` for `s`, cannot occur), and the
+/// pattern is deterministic: `[^/:]+` ends at the first `/` or `:`, and `/versions/` and
+/// `/labels/` exclude each other.
+fn post_groups_ascii(path: &str) -> Option<[Option<&str>; 4]> {
+    debug_assert!(path.is_ascii());
+    let rest = strip_prefix_ignore_ascii_case(path, "/v1/models/")?;
+    let end = rest.find(['/', ':'])?;
+    if end == 0 {
+        return None;
+    }
+    let model = &rest[..end];
+    let mut rest = &rest[end..];
+    let (mut version, mut label) = (None, None);
+    if let Some(r) = strip_prefix_ignore_ascii_case(rest, "/versions/") {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        version = Some(&r[..n]);
+        rest = &r[n..];
+    } else if let Some(r) = strip_prefix_ignore_ascii_case(rest, "/labels/") {
+        let n = r.find(['/', ':']).unwrap_or(r.len());
+        if n == 0 {
+            return None;
+        }
+        label = Some(&r[..n]);
+        rest = &r[n..];
+    }
+    let api = rest.strip_prefix(':')?;
+    ["classify", "regress", "predict"]
+        .iter()
+        .any(|word| api.eq_ignore_ascii_case(word))
+        .then_some([Some(model), version, label, Some(api)])
+}
+
+/// The groups of [`POST_PATH`] by the regex itself.
+fn post_groups_regex(path: &str) -> Option<[Option<&str>; 4]> {
+    let c = POST_PATH.captures(path)?;
+    let group = |i: usize| c.get(i).map(|m| m.as_str());
+    Some([group(1), group(2), group(3), group(4)])
+}
+
+fn post_groups(path: &str) -> Option<[Option<&str>; 4]> {
+    if path.is_ascii() {
+        post_groups_ascii(path)
+    } else {
+        post_groups_regex(path)
+    }
+}
+
+fn get_groups(path: &str) -> Option<[Option<&str>; 4]> {
+    let c = GET_PATH.captures(path)?;
+    let group = |i: usize| c.get(i).map(|m| m.as_str());
+    Some([group(1), group(2), group(3), group(4)])
 }
 
 fn decode(part: &str, method: &str, path: &str) -> Result<String, Status> {
@@ -99,28 +169,27 @@ fn version_choice(
 /// label together never match), `Missing model name in request.` for `GET /v1/models`,
 /// `Failed to convert version: N to numeric.` when the version overflows `i64`.
 pub fn parse_rest_path(method: &str, path: &str) -> Result<RestRequest, Status> {
-    let (re, post) = match method {
-        "POST" => (&*POST_PATH, true),
-        "GET" => (&*GET_PATH, false),
+    let (groups, post) = match method {
+        "POST" => (post_groups(path), true),
+        "GET" => (get_groups(path), false),
         _ => return Err(malformed_request(method, path)),
     };
-    let Some(c) = re.captures(path) else {
+    let Some([model, version, label, api]) = groups else {
         return Err(malformed_request(method, path));
     };
-    let group = |i: usize| c.get(i).map(|m| m.as_str());
-    let version = version_choice(group(2), group(3), method, path)?;
-    let model = decode(group(1).unwrap_or(""), method, path)?;
+    let version = version_choice(version, label, method, path)?;
+    let model = decode(model.unwrap_or(""), method, path)?;
     let api = if post {
-        match group(4).map(str::to_ascii_lowercase).as_deref() {
-            Some("classify") => RestApi::Classify,
-            Some("regress") => RestApi::Regress,
+        match api {
+            Some(a) if a.eq_ignore_ascii_case("classify") => RestApi::Classify,
+            Some(a) if a.eq_ignore_ascii_case("regress") => RestApi::Regress,
             _ => RestApi::Predict,
         }
     } else {
         if model.is_empty() {
             return Err(Status::invalid_argument("Missing model name in request."));
         }
-        if group(4).is_some() {
+        if api.is_some() {
             RestApi::Metadata
         } else {
             RestApi::Status

@@ -163,3 +163,109 @@ fn parse_separates_non_api_paths() {
     assert_eq!((r.version(), r.label()), (Some(2), None));
     assert!(parse("POST", "/v1/foo").is_err());
 }
+
+/// The hand-written POST matcher agrees with the regex on every combination of
+/// fragments around each decision point (case, separators, digits, empty parts).
+#[test]
+fn post_matcher_agrees_with_regex() {
+    let prefixes = [
+        "/v1/models/",
+        "/V1/MODELS/",
+        "/v1/Models/",
+        "/v1/models",
+        "/v1/model/",
+        "/v2/models/",
+        "v1/models/",
+        "/v1/models//",
+        "",
+    ];
+    let models = [
+        "",
+        "foo",
+        "half_plus_two",
+        "a%20b",
+        "x.y",
+        "m\n",
+        "MoDeL",
+        "/",
+        ":",
+    ];
+    let middles = [
+        "",
+        "/versions/1",
+        "/VERSIONS/50",
+        "/versions/",
+        "/versions/1a",
+        "/versions/007",
+        "/versions/99999999999999999999",
+        "/labels/canary",
+        "/LaBeLs/x%41",
+        "/labels/",
+        "/labels/a/b",
+        "/versions/1/labels/x",
+        "/metadata",
+        "/",
+        "//",
+        "/versionsx/1",
+    ];
+    let apis = [
+        ":predict",
+        ":PREDICT",
+        ":Classify",
+        ":regress",
+        ":predictx",
+        ":",
+        "",
+        "predict",
+        ":predict/",
+        "::predict",
+        ":pred",
+        ":regress\n",
+    ];
+    let mut checked = 0;
+    for p in prefixes {
+        for m in models {
+            for mid in middles {
+                for a in apis {
+                    let path = format!("{p}{m}{mid}{a}");
+                    assert_eq!(
+                        post_groups_ascii(&path),
+                        post_groups_regex(&path),
+                        "{path:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000);
+    // Non-ASCII paths take the regex, with its Unicode case folding (`ſ` is an `s`).
+    let r = ok("POST", "/v1/modelſ/foo/verſions/3:predict");
+    assert_eq!(
+        (r.model.as_str(), r.version),
+        ("foo", VersionChoice::Version(3))
+    );
+    assert!(post_groups_regex("/v1/modelſ/foo:predict").is_some());
+}
+
+#[test]
+fn api_path_fast_check_agrees_with_regex() {
+    for path in [
+        "/v1/",
+        "/V1/",
+        "/v1",
+        "/v1/x\ny",
+        "/v1/\n",
+        "\n/v1/",
+        "/v2/",
+        "x/v1/",
+        "",
+        "/",
+        "/v1/models",
+        "/V1/MODELS/foo:predict",
+        "/v1/é",
+        "/v1\n/",
+    ] {
+        assert_eq!(is_api_path(path), API_PATH.is_match(path), "{path:?}");
+    }
+}

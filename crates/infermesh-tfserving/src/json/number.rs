@@ -51,10 +51,78 @@ fn non_finite(v: f64) -> String {
     }
 }
 
+/// `%.6g` of a normal (not subnormal, not zero) value, from its shortest round-trip form `sci` (Rust's `{:e}`
+/// of the same type), when that form has at most 6 significant digits; `None`
+/// otherwise.
+///
+/// The shortest form lies within half an ULP of the value (relative error below
+/// 2^-24 for `f32`), far closer than half a step of the 6-digit grid (more than
+/// 5·10^-7 relative), so it *is* the value correctly rounded to 6 digits, and it
+/// parses back to the value by construction: exactly what [`format_g`] followed by the
+/// round-trip check would produce, without exact-precision (bignum) formatting.
+fn shortest_as_g6(sci: String) -> Option<String> {
+    let (mantissa, exp) = sci.split_once('e')?;
+    let exp: i32 = exp.parse().ok()?;
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.len() != 1 || int == "0" || 1 + frac.len() > 6 {
+        // Zero (formatted by `format_g` itself) or more than 6 digits.
+        return None;
+    }
+    let mut out = String::with_capacity(16);
+    if negative {
+        out.push('-');
+    }
+    if !(-4..6).contains(&exp) {
+        out.push_str(int);
+        if !frac.is_empty() {
+            out.push('.');
+            out.push_str(frac);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        let e = exp.unsigned_abs();
+        if e < 10 {
+            out.push('0');
+        }
+        out.push_str(&e.to_string());
+    } else if exp < 0 {
+        out.push_str("0.");
+        for _ in 0..(-exp - 1) {
+            out.push('0');
+        }
+        out.push_str(int);
+        out.push_str(frac);
+    } else {
+        // exp in 0..6: the decimal point moves right by `exp` digits.
+        let digits = [int, frac].concat();
+        let point = exp as usize + 1;
+        if digits.len() <= point {
+            out.push_str(&digits);
+            for _ in digits.len()..point {
+                out.push('0');
+            }
+        } else {
+            out.push_str(&digits[..point]);
+            out.push('.');
+            out.push_str(&digits[point..]);
+        }
+    }
+    Some(out)
+}
+
 /// A `DT_FLOAT` value as TF Serving's REST API writes it.
 pub fn write_f32(v: f32) -> String {
     if !v.is_finite() {
         return non_finite(f64::from(v));
+    }
+    if v.is_normal()
+        && let Some(short) = shortest_as_g6(format!("{v:e}"))
+    {
+        return finish(short);
     }
     let short = format_g(f64::from(v), 6);
     if short.parse::<f32>() == Ok(v) {
@@ -68,6 +136,11 @@ pub fn write_f32(v: f32) -> String {
 pub fn write_f64(v: f64) -> String {
     if !v.is_finite() {
         return non_finite(v);
+    }
+    if v.is_normal()
+        && let Some(short) = shortest_as_g6(format!("{v:e}"))
+    {
+        return finish(short);
     }
     let short = format_g(v, 6);
     if short.parse::<f64>() == Ok(v) {
@@ -142,6 +215,88 @@ mod tests {
         assert_eq!(write_f64(0.1), "0.1");
         assert_eq!(write_f64(1.0 / 3.0), "0.33333333333333331");
         assert_eq!(write_f64(42.0), "42.0");
+    }
+
+    /// The shortest-form fast path gives exactly what the exact `%g` path gives.
+    #[test]
+    fn fast_path_matches_printf_g() {
+        fn slow_f32(v: f32) -> String {
+            let short = format_g(f64::from(v), 6);
+            if short.parse::<f32>() == Ok(v) {
+                finish(short)
+            } else {
+                finish(format_g(f64::from(v), 9))
+            }
+        }
+        fn slow_f64(v: f64) -> String {
+            let short = format_g(v, 6);
+            if short.parse::<f64>() == Ok(v) {
+                finish(short)
+            } else {
+                finish(format_g(v, 17))
+            }
+        }
+        let mut values: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            2.5,
+            3.0,
+            4.5,
+            0.1,
+            0.2,
+            0.3,
+            1e-4,
+            9.99999e-5,
+            1e-5,
+            123456.0,
+            999999.0,
+            999999.5,
+            1e6,
+            1234567.0,
+            9e6,
+            1e38,
+            -1e-38,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1e-45,
+            0.5,
+            100.0,
+            0.00012345,
+        ];
+        // A deterministic spread over all exponents and mantissas (xorshift).
+        let mut x: u32 = 0x9e37_79b9;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            values.push(f32::from_bits(x));
+        }
+        // Short decimals, whose shortest forms have few digits.
+        for i in -2000..2000 {
+            values.push(i as f32 / 8.0);
+            values.push(i as f32 * 0.001);
+            values.push(i as f32 * 1e7);
+            values.push(i as f32 * 1e-7);
+        }
+        for v in values.into_iter().filter(|v| v.is_finite()) {
+            assert_eq!(write_f32(v), slow_f32(v), "f32 {v:e}");
+            let d = f64::from(v);
+            assert_eq!(write_f64(d), slow_f64(d), "f64 {d:e}");
+            let d = f64::from(v) * 1.000_000_1;
+            assert_eq!(write_f64(d), slow_f64(d), "f64 {d:e}");
+        }
+        let mut y: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            y ^= y << 13;
+            y ^= y >> 7;
+            y ^= y << 17;
+            let d = f64::from_bits(y);
+            if d.is_finite() {
+                assert_eq!(write_f64(d), slow_f64(d), "f64 {d:e}");
+            }
+        }
     }
 
     #[test]
