@@ -3,7 +3,9 @@
 //! * `indexed`: 90% of the rules name their models (the usual shape, found through the
 //!   model index), 10% are mesh-wide DENY rules every request is checked against;
 //!   the request matches the last ALLOW rule.
-//! * `unindexed`: no rule names a model, so every rule is evaluated (worst case).
+//! * `unindexed`: no rule names a model (all apply to every model); each is found
+//!   through its request-principal prefix instead (before that index: every rule was
+//!   evaluated).
 
 use std::hint::black_box;
 use std::path::Path;

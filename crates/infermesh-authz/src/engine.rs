@@ -1,5 +1,5 @@
-//! The [`Authorizer`]: every policy of the mesh compiled once, indexed by model name,
-//! and evaluated in Istio's order:
+//! The [`Authorizer`]: every policy of the mesh compiled once, indexed by an attribute
+//! each rule requires (`index.rs`), and evaluated in Istio's order:
 //!
 //! 1. CUSTOM: a matching CUSTOM policy would ask its ext_authz provider; providers are
 //!    not implemented yet, so a match **denies** (fail closed).
@@ -15,11 +15,13 @@
 //! tests them counts as matching for CUSTOM, DENY and AUDIT and as not matching for
 //! ALLOW.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use infermesh_config::{Action, EscapedSlashes, MeshConfig};
 
+use crate::index::ActionIndex;
 use crate::pattern::{Tri, Why};
 use crate::request::{AuthzRequest, Basis, Deciding, Decision};
 use crate::rule::{CompiledRule, Derived};
@@ -34,14 +36,6 @@ pub(crate) struct PolicyInfo {
     pub name: Arc<str>,
     pub action: Action,
     pub rules: usize,
-}
-
-/// The rules of one action: those restricted to exact model names, by name, and the
-/// rest; both in file order (indexes into `Authorizer::entries`).
-#[derive(Default)]
-struct ActionIndex {
-    by_model: HashMap<Box<str>, Vec<u32>>,
-    generic: Vec<u32>,
 }
 
 /// A model's labels both ways.
@@ -112,17 +106,7 @@ impl Authorizer {
                     Action::Allow => &mut a.allow,
                     Action::Audit => &mut a.audit,
                 };
-                match compiled.model_index() {
-                    Some(models) => {
-                        for m in models {
-                            let list = index.by_model.entry(m.into()).or_default();
-                            if list.last() != Some(&at) {
-                                list.push(at);
-                            }
-                        }
-                    }
-                    None => index.generic.push(at),
-                }
+                index.add(&compiled, at);
                 a.entries.push(Entry {
                     policy: pi,
                     rule: ri,
@@ -155,17 +139,16 @@ impl Authorizer {
     /// Decides one request. Never panics; every uncertainty denies.
     pub fn authorize(&self, req: &AuthzRequest<'_>) -> Decision {
         let d = self.derive(req);
-        let model = req.model.as_ref().map(|m| m.name);
         let mut why = Why::off();
-        let audit = self.first(&self.audit, model, &d, true, &mut why).is_some();
-        if let Some(e) = self.first(&self.custom, model, &d, true, &mut why) {
+        let audit = self.first(&self.audit, &d, true, &mut why).is_some();
+        if let Some(e) = self.first(&self.custom, &d, true, &mut why) {
             return self.decided(false, Basis::CustomUnavailable, e, audit);
         }
-        if let Some(e) = self.first(&self.deny, model, &d, true, &mut why) {
+        if let Some(e) = self.first(&self.deny, &d, true, &mut why) {
             return self.decided(false, Basis::DenyMatched, e, audit);
         }
         if self.has_allow {
-            if let Some(e) = self.first(&self.allow, model, &d, false, &mut why) {
+            if let Some(e) = self.first(&self.allow, &d, false, &mut why) {
                 return self.decided(true, Basis::AllowMatched, e, audit);
             }
             return undecided(false, Basis::NoAllowMatched, audit);
@@ -179,28 +162,25 @@ impl Authorizer {
             let (_, rest) = p.split_once("/ns/")?;
             Some(rest.split_once("/sa/").map_or(rest, |(ns, _)| ns))
         });
-        let (mut version, mut labels) = (None, Err(()));
+        let (mut version, mut version_labels) = (None, &[][..]);
         if let Some(m) = &req.model {
             let known = self.labels.get(m.name);
             version = m.version.or_else(|| {
                 let label = m.label?;
                 known?.by_label.get(label).copied()
             });
-            let mut l: Vec<&str> = m.label.into_iter().collect();
             if let Some(v) = version {
                 let of_version = known.and_then(|k| k.by_version.get(&v));
-                l.extend(of_version.into_iter().flatten().map(String::as_str));
-                labels = Ok(l);
-            } else if !l.is_empty() {
-                labels = Ok(l);
+                version_labels = of_version.map_or(&[][..], Vec::as_slice);
             }
         }
         Derived {
             req,
             namespace,
-            version_known: version.is_some(),
-            version: version.map(|v| v.to_string()),
-            labels,
+            version,
+            version_labels,
+            version_text: OnceCell::new(),
+            port_text: OnceCell::new(),
         }
     }
 
@@ -209,32 +189,11 @@ impl Authorizer {
     fn first(
         &self,
         index: &ActionIndex,
-        model: Option<&str>,
         d: &Derived<'_>,
         unknown_matches: bool,
         why: &mut Why,
     ) -> Option<&Entry> {
-        let specific: &[u32] = model
-            .and_then(|m| index.by_model.get(m))
-            .map_or(&[], Vec::as_slice);
-        let generic = index.generic.as_slice();
-        let (mut i, mut j) = (0, 0);
-        loop {
-            let next = match (specific.get(i), generic.get(j)) {
-                (Some(&a), Some(&b)) if a < b => {
-                    i += 1;
-                    a
-                }
-                (_, Some(&b)) => {
-                    j += 1;
-                    b
-                }
-                (Some(&a), None) => {
-                    i += 1;
-                    a
-                }
-                (None, None) => return None,
-            };
+        for next in index.candidates(d) {
             let e = self.entries.get(next as usize)?;
             match e.compiled.eval(d, why) {
                 Tri::Yes => return Some(e),
@@ -242,6 +201,7 @@ impl Authorizer {
                 _ => {}
             }
         }
+        None
     }
 
     fn decided(&self, allowed: bool, basis: Basis, e: &Entry, audit: bool) -> Decision {

@@ -5,7 +5,7 @@
 //! gRPC alike — and the path normalization that runs before any matching.
 //!
 //! ```text
-//! MeshConfig.policies ──Authorizer::new──▶ compiled rules, indexed by model name
+//! MeshConfig.policies ──Authorizer::new──▶ compiled rules, indexed by model, principal, path, …
 //! raw path ──normalize_rest──▶ canonical path + RestRequest ─┐
 //! identities, claims, ModelOp ───────────────────────────────┴─▶ AuthzRequest
 //!          ──authorize──▶ Decision (allowed, deciding policy/rule, audit)
@@ -20,6 +20,7 @@
 mod check;
 pub mod engine;
 mod explain;
+mod index;
 pub mod normalize;
 mod pattern;
 mod request;

@@ -70,15 +70,8 @@ impl Pats {
         self.pats.iter().any(|p| p.matches(v, self.fold_case))
     }
 
-    /// The exact names, when every pattern is exact (for indexing).
-    pub fn exact_names(&self) -> Option<Vec<&str>> {
-        self.pats
-            .iter()
-            .map(|p| match p {
-                Pat::Exact(s) => Some(&**s),
-                _ => None,
-            })
-            .collect()
+    pub fn pats(&self) -> &[Pat] {
+        &self.pats
     }
 }
 

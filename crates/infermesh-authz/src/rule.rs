@@ -3,21 +3,37 @@
 //! attributes that are not known fail closed.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use infermesh_config::{Condition, ConditionKey, IpBlock, Operation, Rule, Source};
 
-use crate::pattern::{Field, Pats, Tri, Val, Why};
+use crate::index::Key;
+use crate::pattern::{Field, Pat, Pats, Tri, Val, Why};
 use crate::request::AuthzRequest;
 
 /// Per-request values derived once and shared by every rule.
 pub(crate) struct Derived<'a> {
     pub req: &'a AuthzRequest<'a>,
     pub namespace: Option<&'a str>,
-    pub version: Option<String>,
-    pub version_known: bool,
-    /// The labels of the resolved version (and the one the request names), `Err(())`
-    /// when the version is not known.
-    pub labels: Result<Vec<&'a str>, ()>,
+    /// The version the request resolves to, when known.
+    pub version: Option<i64>,
+    /// The labels `models:` gives that version (empty when it is not known).
+    pub version_labels: &'a [String],
+    /// `version` and `destination.port` as text, written when a rule first tests them.
+    pub version_text: OnceCell<String>,
+    pub port_text: OnceCell<String>,
+}
+
+impl Derived<'_> {
+    fn version_text(&self) -> Option<&str> {
+        let v = self.version?;
+        Some(self.version_text.get_or_init(|| v.to_string()))
+    }
+
+    fn port_text(&self) -> Option<&str> {
+        let p = self.req.port?;
+        Some(self.port_text.get_or_init(|| p.to_string()))
+    }
 }
 
 pub(crate) struct CompiledSource {
@@ -34,7 +50,7 @@ pub(crate) struct CompiledOperation {
     not_ports: Vec<u16>,
     methods: Field,
     paths: Field,
-    pub models: Field,
+    models: Field,
     versions: Field,
     labels: Field,
     signatures: Field,
@@ -75,19 +91,25 @@ impl CompiledRule {
         }
     }
 
-    /// The exact model names this rule can only match, if it is restricted to them.
-    pub fn model_index(&self) -> Option<Vec<&str>> {
-        if self.to.is_empty() {
+    /// The patterns of `key` the rule requires one of: every `from` source (or every
+    /// `to` operation) tests the attribute; `None` when some does not.
+    pub fn required(&self, key: Key) -> Option<Vec<&Pat>> {
+        let fields: Vec<&Field> = match key {
+            Key::RequestPrincipal | Key::Principal | Key::Namespace => self
+                .from
+                .iter()
+                .map(|s| s.field(key))
+                .collect::<Option<_>>()?,
+            _ => self
+                .to
+                .iter()
+                .map(|o| o.field(key))
+                .collect::<Option<_>>()?,
+        };
+        if fields.is_empty() || fields.iter().any(|f| !f.pos.is_set()) {
             return None;
         }
-        let mut out = Vec::new();
-        for op in &self.to {
-            if !op.models.pos.is_set() {
-                return None;
-            }
-            out.extend(op.models.pos.exact_names()?);
-        }
-        Some(out)
+        Some(fields.iter().flat_map(|f| f.pos.pats()).collect())
     }
 
     pub fn eval(&self, d: &Derived<'_>, why: &mut Why) -> Tri {
@@ -193,6 +215,15 @@ fn ip_field(pos: &[IpBlock], neg: &[IpBlock], d: &Derived<'_>, why: &mut Why) ->
 }
 
 impl CompiledSource {
+    fn field(&self, key: Key) -> Option<&Field> {
+        match key {
+            Key::RequestPrincipal => Some(&self.request_principals),
+            Key::Principal => Some(&self.principals),
+            Key::Namespace => Some(&self.namespaces),
+            _ => None,
+        }
+    }
+
     fn eval(&self, d: &Derived<'_>, why: &mut Why) -> Tri {
         let r = d.req;
         let mut t = self
@@ -212,6 +243,16 @@ impl CompiledSource {
 }
 
 impl CompiledOperation {
+    fn field(&self, key: Key) -> Option<&Field> {
+        match key {
+            Key::Model => Some(&self.models),
+            Key::Path => Some(&self.paths),
+            Key::Method => Some(&self.methods),
+            Key::Api => Some(&self.apis),
+            _ => None,
+        }
+    }
+
     fn eval(&self, d: &Derived<'_>, why: &mut Why) -> Tri {
         let r = d.req;
         let m = r.model.as_ref();
@@ -238,16 +279,23 @@ impl CompiledOperation {
                 return t;
             }
         }
-        let version = match (m, d.version_known) {
-            (None, _) => Val::Known(None),
-            (Some(_), true) => Val::Known(d.version.as_deref()),
-            (Some(_), false) => Val::Unknown,
-        };
-        t = t.and(self.versions.eval(version, why));
-        t = t.and(match (m, &d.labels) {
-            (None, _) => self.labels.eval(Val::Known(None), why),
-            (Some(_), Ok(labels)) => self.labels.eval_many(labels.iter().copied(), why),
-            (Some(_), Err(())) => self.labels.eval(Val::Unknown, why),
+        if self.versions.is_set() {
+            let version = match (m, d.version) {
+                (None, _) => Val::Known(None),
+                (Some(_), Some(_)) => Val::Known(d.version_text()),
+                (Some(_), None) => Val::Unknown,
+            };
+            t = t.and(self.versions.eval(version, why));
+        }
+        // The labels are known when the version is, or when the request names one.
+        t = t.and(match m {
+            None => self.labels.eval(Val::Known(None), why),
+            Some(m) if d.version.is_some() || m.label.is_some() => {
+                let of_version = d.version_labels.iter().map(String::as_str);
+                self.labels
+                    .eval_many(m.label.into_iter().chain(of_version), why)
+            }
+            Some(_) => self.labels.eval(Val::Unknown, why),
         });
         let signature = match m.map(|m| m.signature) {
             None => Val::Known(None),
@@ -279,10 +327,7 @@ impl CompiledCondition {
             ConditionKey::RequestPrincipal => one(r.request_principal, why),
             ConditionKey::Audiences => self.check(r.audiences.iter().map(String::as_str), why),
             ConditionKey::Presenter => one(claim(r, &["azp"]).and_then(|v| v.as_str()), why),
-            ConditionKey::DestinationPort => {
-                let port = r.port.map(|p| p.to_string());
-                one(port.as_deref(), why)
-            }
+            ConditionKey::DestinationPort => one(d.port_text(), why),
             ConditionKey::Claim(path) => match claim(r, path) {
                 None => one(None, why),
                 Some(serde_json::Value::String(s)) => one(Some(s), why),
