@@ -28,6 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "dns_refresh",
     "issuers",
     "dev_issuer",
+    "istio_files",
     "policies",
     "authorization",
 ];
@@ -112,10 +113,14 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         Some(n) => crate::issuers::issuers(cx, n, "issuers"),
         None => Vec::new(),
     };
-    let policies = match top.get("policies") {
+    let mut issuers = issuers;
+    let mut policies = match top.get("policies") {
         Some(n) => crate::policies::policies(cx, n, "policies", scope),
         None => Vec::new(),
     };
+    if let Some(n) = top.get("istio_files") {
+        istio_files(cx, n, &base_dir, &mut policies, &mut issuers);
+    }
     Some(MeshConfig {
         trust_domain,
         workloads,
@@ -135,6 +140,57 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
             .opt(cx, "authorization", crate::policies::authorization)
             .unwrap_or_default(),
     })
+}
+
+/// `istio_files:` Istio `AuthorizationPolicy` / `RequestAuthentication` YAML files
+/// (relative to the mesh.yaml) whose policies and issuers join the mesh's own, after
+/// them. Their errors name their own file and line.
+fn istio_files(
+    cx: &mut Cx,
+    node: &crate::yaml::Node,
+    base_dir: &Path,
+    policies: &mut Vec<crate::security::Policy>,
+    issuers: &mut Vec<crate::security::Issuer>,
+) {
+    let Some(items) = crate::read::list(cx, node, "istio_files") else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let path = crate::read::index("istio_files", i);
+        let Some(name) = crate::read::string(cx, item, &path) else {
+            continue;
+        };
+        let file = base_dir.join(&name);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                cx.error(
+                    item.at,
+                    &path,
+                    format!("cannot read {}: {e}", file.display()),
+                );
+                continue;
+            }
+        };
+        match crate::istio::import_istio(&text, &file) {
+            Ok((imported_policies, imported_issuers)) => {
+                for issuer in imported_issuers {
+                    if issuers.iter().any(|known| known.issuer == issuer.issuer) {
+                        let msg = format!(
+                            "{}: issuer {:?} is already listed in the mesh",
+                            file.display(),
+                            issuer.issuer
+                        );
+                        cx.error(item.at, &path, msg);
+                    } else {
+                        issuers.push(issuer);
+                    }
+                }
+                policies.extend(imported_policies);
+            }
+            Err(errors) => cx.errors.extend(errors.iter().cloned()),
+        }
+    }
 }
 
 /// The directory relative paths start from: the mesh.yaml's own, made absolute.

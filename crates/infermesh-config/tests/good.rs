@@ -464,3 +464,56 @@ fn dev_issuer_errors_name_the_field() {
         "{shown}"
     );
 }
+
+#[test]
+fn istio_files_join_the_mesh_policies_and_issuers() {
+    let dir = std::env::temp_dir().join(format!("infermesh-istio-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let istio = "apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: ml}
+spec:
+  jwtRules:
+    - issuer: https://kc.example.com/realms/ml
+      jwksUri: https://kc.example.com/realms/ml/protocol/openid-connect/certs
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: admins, namespace: ml}
+spec:
+  action: ALLOW
+  rules:
+    - from:
+        - source: {requestPrincipals: ['https://kc.example.com/realms/ml/*']}
+";
+    std::fs::write(dir.join("istio.yaml"), istio).unwrap();
+    let mesh = "workloads: []\nmodels: []\npolicies:\n  - {name: local, action: DENY, rules: [{}]}\nistio_files: [istio.yaml]\n";
+    std::fs::write(dir.join("mesh.yaml"), mesh).unwrap();
+    let c = infermesh_config::load(&dir.join("mesh.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["local", "ml/admins"]);
+    assert_eq!(c.issuers[0].issuer, "https://kc.example.com/realms/ml");
+
+    // An unsupported Istio field is an error naming the Istio file.
+    std::fs::write(
+        dir.join("istio.yaml"),
+        istio.replace(
+            "action: ALLOW",
+            "action: ALLOW\n  selector: {matchLabels: {app: x}}",
+        ),
+    )
+    .unwrap();
+    let err = infermesh_config::load(&dir.join("mesh.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("istio.yaml:"), "{err}");
+    assert!(err.contains("selector"), "{err}");
+    // A missing file is an error at the mesh.yaml line that names it.
+    std::fs::remove_file(dir.join("istio.yaml")).unwrap();
+    let err = infermesh_config::load(&dir.join("mesh.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mesh.yaml:5:"), "{err}");
+    assert!(err.contains("istio_files[0]: cannot read"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
