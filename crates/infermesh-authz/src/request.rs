@@ -8,67 +8,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use infermesh_config::Action;
 
-/// Which TF Serving API a request calls (REST and gRPC alike).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Api {
-    Predict,
-    Classify,
-    Regress,
-    MultiInference,
-    Metadata,
-    Status,
-}
-
-impl Api {
-    /// The name policies use (`apis: [predict]`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Predict => "predict",
-            Api::Classify => "classify",
-            Api::Regress => "regress",
-            Api::MultiInference => "multi_inference",
-            Api::Metadata => "metadata",
-            Api::Status => "status",
-        }
-    }
-
-    pub fn from_rest(api: infermesh_tfserving::RestApi) -> Api {
-        use infermesh_tfserving::RestApi as R;
-        match api {
-            R::Predict => Api::Predict,
-            R::Classify => Api::Classify,
-            R::Regress => Api::Regress,
-            R::Status => Api::Status,
-            R::Metadata => Api::Metadata,
-        }
-    }
-
-    /// The API of a TF Serving gRPC method path, e.g.
-    /// `/tensorflow.serving.PredictionService/Predict`.
-    pub fn from_grpc_path(path: &str) -> Option<Api> {
-        Some(match path {
-            "/tensorflow.serving.PredictionService/Predict" => Api::Predict,
-            "/tensorflow.serving.PredictionService/Classify" => Api::Classify,
-            "/tensorflow.serving.PredictionService/Regress" => Api::Regress,
-            "/tensorflow.serving.PredictionService/MultiInference" => Api::MultiInference,
-            "/tensorflow.serving.PredictionService/GetModelMetadata" => Api::Metadata,
-            "/tensorflow.serving.ModelService/GetModelStatus" => Api::Status,
-            _ => return None,
-        })
-    }
-
-    /// The gRPC method path of this API.
-    pub fn grpc_path(self) -> &'static str {
-        match self {
-            Api::Predict => "/tensorflow.serving.PredictionService/Predict",
-            Api::Classify => "/tensorflow.serving.PredictionService/Classify",
-            Api::Regress => "/tensorflow.serving.PredictionService/Regress",
-            Api::MultiInference => "/tensorflow.serving.PredictionService/MultiInference",
-            Api::Metadata => "/tensorflow.serving.PredictionService/GetModelMetadata",
-            Api::Status => "/tensorflow.serving.ModelService/GetModelStatus",
-        }
-    }
-}
+pub use infermesh_tfserving::Api;
 
 /// The model operation of a request: the same for REST and gRPC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

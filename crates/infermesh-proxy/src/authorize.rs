@@ -14,13 +14,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::header;
 use http::request::Parts;
-use infermesh_authz::{Api as AuthzApi, Authorizer, AuthzRequest, Decision, ModelOp};
+use infermesh_authz::{Authorizer, AuthzRequest, Decision, ModelOp};
 use infermesh_config::MeshConfig;
 
 use crate::body::{ReadUpTo, RequestBody};
 use crate::error::Failure;
 use crate::identity::{Connection, PeerIdentity, RequestAuth};
-use crate::inspect::{Api, Inspected, Protocol};
+use crate::inspect::{Inspected, Protocol};
 use crate::signature::rest_signature;
 
 /// The [`Authorizer`] of the configuration in use, compiled once per config value
@@ -112,7 +112,7 @@ pub fn request<'a>(
             version,
             label: model.named_label(),
             signature,
-            api: authz_api(model.api),
+            api: model.api,
         }),
     }
 }
@@ -131,17 +131,6 @@ pub fn decide(authorizer: &Authorizer, request: &AuthzRequest<'_>) -> Decision {
         "authorization"
     );
     decision
-}
-
-fn authz_api(api: Api) -> AuthzApi {
-    match api {
-        Api::Predict => AuthzApi::Predict,
-        Api::Classify => AuthzApi::Classify,
-        Api::Regress => AuthzApi::Regress,
-        Api::MultiInference => AuthzApi::MultiInference,
-        Api::Metadata => AuthzApi::Metadata,
-        Api::Status => AuthzApi::Status,
-    }
 }
 
 /// `:authority` (HTTP/2, absolute-form) or `Host`, without the port.

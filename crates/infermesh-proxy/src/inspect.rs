@@ -13,8 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Uri, header};
 use infermesh_authz::{PathError, normalize_rest};
 use infermesh_config::EscapedSlashes;
+pub use infermesh_tfserving::Api;
 use infermesh_tfserving::proto::tensorflow::serving::ModelSpec;
-use infermesh_tfserving::{RestApi, Status, VersionChoice};
+use infermesh_tfserving::{Status, VersionChoice};
 
 use crate::body::RequestBody;
 use crate::error::Failure;
@@ -28,17 +29,6 @@ pub enum Protocol {
     Rest,
     /// TF Serving gRPC (`content-type: application/grpc*`).
     Grpc,
-}
-
-/// Which TF Serving API a request calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Api {
-    Predict,
-    Classify,
-    Regress,
-    MultiInference,
-    Metadata,
-    Status,
 }
 
 /// The model request, parsed once; later stages read it from the request extensions.
@@ -105,35 +95,6 @@ impl Protocol {
     }
 }
 
-impl Api {
-    /// Whether the API runs the model (candidates for version splits and mirroring).
-    pub fn is_inference(self) -> bool {
-        !matches!(self, Api::Metadata | Api::Status)
-    }
-
-    fn of_grpc_path(path: &str) -> Option<Api> {
-        Some(match path {
-            "/tensorflow.serving.PredictionService/Predict" => Api::Predict,
-            "/tensorflow.serving.PredictionService/Classify" => Api::Classify,
-            "/tensorflow.serving.PredictionService/Regress" => Api::Regress,
-            "/tensorflow.serving.PredictionService/MultiInference" => Api::MultiInference,
-            "/tensorflow.serving.PredictionService/GetModelMetadata" => Api::Metadata,
-            "/tensorflow.serving.ModelService/GetModelStatus" => Api::Status,
-            _ => return None,
-        })
-    }
-
-    fn of_rest(api: RestApi) -> Api {
-        match api {
-            RestApi::Predict => Api::Predict,
-            RestApi::Classify => Api::Classify,
-            RestApi::Regress => Api::Regress,
-            RestApi::Status => Api::Status,
-            RestApi::Metadata => Api::Metadata,
-        }
-    }
-}
-
 /// Parses the model request. REST reads nothing of the body; gRPC reads the frame
 /// header and field 1 of the first message (all of that message if field 1 is not
 /// first), at most `max_body` bytes, and returns the body guarded: the rest must
@@ -168,7 +129,7 @@ fn inspect_rest(method: &Method, raw: &str, escaped: EscapedSlashes) -> Result<I
         protocol: Protocol::Rest,
         model: parsed.model,
         version: parsed.version,
-        api: Api::of_rest(parsed.api),
+        api: Api::from_rest(parsed.api),
         signature: None,
     };
     Ok(Inspected {
@@ -206,7 +167,7 @@ async fn inspect_grpc(
     max_body: u64,
 ) -> Result<(Inspected, RequestBody), Failure> {
     let path = uri.path();
-    let Some(api) = Api::of_grpc_path(path) else {
+    let Some(api) = Api::from_grpc_path(path) else {
         return Err(Failure::Request(Status::unimplemented(format!(
             "Method not found: {path}"
         ))));

@@ -4,6 +4,7 @@
 //! tensors, REST path parsing, and the gRPC protos. No inference engine lives here.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod inference;
 pub mod json;
 pub mod messages;
@@ -15,6 +16,7 @@ pub mod status;
 pub mod tensor;
 pub mod tensor_proto;
 
+pub use api::Api;
 pub use rest_path::{RestApi, RestRequest, VersionChoice, is_api_path, parse_rest_path};
 pub use servable::{DEFAULT_SIGNATURE, Servable, Signature, TensorInfo};
 pub use status::{Code, Status};
