@@ -135,7 +135,10 @@ impl ModelServer {
             )
             .add_service(ModelServiceServer::new(grpc_service).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
+                // TCP_NODELAY, as on the REST side: a proxy multiplexes many gRPC calls
+                // over one HTTP/2 connection, and Nagle's algorithm would hold small
+                // responses back for milliseconds.
+                tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
                 async move { stopped(&mut grpc_stop).await },
             );
 
