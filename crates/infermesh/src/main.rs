@@ -10,6 +10,7 @@ mod export;
 mod mesh;
 mod model_server;
 mod policy;
+mod reload;
 mod shutdown;
 mod up;
 

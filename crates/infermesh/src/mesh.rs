@@ -1,23 +1,13 @@
-//! `infermesh gateway` and `infermesh sidecar`: load and validate `mesh.yaml` once
-//! (exit 64 with file:line errors if it is invalid), then run one data-plane role
-//! until Ctrl-C/SIGTERM.
+//! `infermesh gateway` and `infermesh sidecar`: load and validate `mesh.yaml` (exit 64
+//! with file:line errors if it is invalid), then run one data-plane role until
+//! Ctrl-C/SIGTERM, reloading the file when it changes or on SIGHUP (`reload.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use infermesh_config::MeshConfig;
 use infermesh_proxy::{Gateway, Sidecar};
 
 use crate::cli::{GatewayArgs, SidecarArgs};
-use crate::error::InvalidConfig;
-
-/// Reads and validates the intent file; every error names file, line and field.
-pub fn load(path: &Path) -> anyhow::Result<Arc<ArcSwap<MeshConfig>>> {
-    let config = infermesh_config::load(path)
-        .map_err(|errors| InvalidConfig::error(format!("invalid mesh config:\n{errors}")))?;
-    Ok(Arc::new(ArcSwap::from_pointee(config)))
-}
+use crate::reload;
 
 /// A path given on the command line, or else the same path in this source tree (so
 /// `cargo run -- up` works from any directory of a checkout).
@@ -36,8 +26,9 @@ pub fn locate(path: &Path) -> PathBuf {
 }
 
 pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let config = load(&args.config)?;
-    let gateway = Gateway::bind(config)?;
+    let reloader = reload::load(&args.config, reload::Role::Gateway)?;
+    let gateway = Gateway::bind(reloader.config())?;
+    let _reload = reloader.spawn();
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening (TF Serving REST and gRPC)");
     }
@@ -47,8 +38,12 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
 }
 
 pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
-    let config = load(&args.config)?;
-    let sidecar = Sidecar::bind(config, &args.workload)?;
+    let role = reload::Role::Sidecar {
+        workload: args.workload.clone(),
+    };
+    let reloader = reload::load(&args.config, role)?;
+    let sidecar = Sidecar::bind(reloader.config(), &args.workload)?;
+    let _reload = reloader.spawn();
     for addr in sidecar.local_addrs() {
         tracing::info!(%addr, workload = %args.workload, "sidecar listening");
     }

@@ -4,6 +4,7 @@
 //! workload's upstream addresses, every workload's sidecar, and the gateway. It prints
 //! what it started and a token to try it with, and stops all of it on
 //! Ctrl-C/SIGTERM, the gateway first so no new request enters while the rest drains.
+//! The mesh file is reloaded when it changes or on SIGHUP (`reload.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::cli::UpArgs;
 use crate::error::InvalidConfig;
-use crate::mesh::{load, locate};
+use crate::mesh::locate;
 use crate::model_server::{engine_loader, read_model_config_file};
 
 /// A socket address the embedded model server can bind (not a host name).
@@ -57,7 +58,8 @@ async fn model_servers(mesh: &MeshConfig) -> anyhow::Result<Vec<(String, ModelSe
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let path = locate(&args.config);
-    let config = load(&path)?;
+    let reloader = crate::reload::load(&path, crate::reload::Role::Up)?;
+    let config = reloader.config();
     let mesh = config.load_full();
 
     // The issuer first: the gateway and sidecars fetch its keys when they start.
@@ -150,7 +152,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             );
         }
     }
-    println!("Stop with Ctrl-C.");
+    println!("Stop with Ctrl-C. Edits to the mesh file (or SIGHUP) reload it.");
+    let _reload = reloader.spawn();
 
     // Stop order: gateway first, then sidecars, then model servers.
     let (stop_gateway, gateway_rx) = watch::channel(false);
