@@ -12,11 +12,18 @@ impl InvalidConfig {
     }
 }
 
-/// 64 for invalid configuration, else 1.
+/// 64 for invalid configuration (including a workload the mesh does not have, or a
+/// gateway without listeners), else 1.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    if error.chain().any(|e| e.is::<InvalidConfig>()) {
-        64
-    } else {
-        1
-    }
+    let invalid = error.chain().any(|e| {
+        e.is::<InvalidConfig>()
+            || matches!(
+                e.downcast_ref::<infermesh_proxy::ProxyError>(),
+                Some(
+                    infermesh_proxy::ProxyError::UnknownWorkload(_)
+                        | infermesh_proxy::ProxyError::NoListener
+                )
+            )
+    });
+    if invalid { 64 } else { 1 }
 }

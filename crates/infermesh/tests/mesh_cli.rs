@@ -246,4 +246,14 @@ fn invalid_mesh_yaml_exits_64_with_file_line_errors() {
     );
     assert_eq!(status.code(), Some(64), "missing file: {stderr}");
     assert!(stderr.contains(&missing), "missing file: {stderr}");
+
+    // A sidecar for a workload the mesh does not have is a configuration error.
+    let file = write(dir.path(), "good.yaml", &good);
+    assert_invalid(
+        dir.path(),
+        "sidecar",
+        &file,
+        &["--workload", "nope"],
+        &["workload \"nope\" is not in the mesh config".to_string()],
+    );
 }
