@@ -228,7 +228,7 @@ fn tasks_spec(tasks: &[InferenceTask]) -> Result<ModelSpec, Status> {
 
 impl Located {
     /// The buffered stream start with field 1 replaced by `spec` applied to every
-    /// spec it held; the frame length is fixed, all other bytes kept verbatim. `buf`
+    /// spec it held (MultiInference tasks keep their own `signature_name`); the frame length is fixed, all other bytes kept verbatim. `buf`
     /// is what [`locate`] saw (it may hold more than the first message).
     pub fn rewrite(&self, buf: &[u8], spec: &ModelSpec) -> Result<Bytes, Status> {
         let mut field = BytesMut::new();
@@ -236,8 +236,13 @@ impl Located {
             push_record(&mut field, spec);
         } else {
             for task in &self.tasks {
+                // The routed name and version; each task keeps its own signature.
+                let own = task.model_spec.clone().unwrap_or_default();
                 let task = InferenceTask {
-                    model_spec: Some(spec.clone()),
+                    model_spec: Some(ModelSpec {
+                        signature_name: own.signature_name,
+                        ..spec.clone()
+                    }),
                     ..task.clone()
                 };
                 push_record(&mut field, &task);

@@ -139,8 +139,12 @@ fn status_and_multi_inference_are_located() {
         }),
         method_name: "tensorflow/serving/classify".into(),
     };
+    let mut second = task("a");
+    if let Some(spec) = second.model_spec.as_mut() {
+        spec.signature_name = "regress_x_to_y".into();
+    }
     let multi = MultiInferenceRequest {
-        tasks: vec![task("a"), task("a")],
+        tasks: vec![task("a"), second],
         input: None,
     };
     let bytes = frame(&multi);
@@ -155,10 +159,18 @@ fn status_and_multi_inference_are_located() {
     };
     let out = located.rewrite(&bytes, &pinned).unwrap();
     let decoded = MultiInferenceRequest::decode(&out[FRAME_HEADER..]).unwrap();
-    for t in &decoded.tasks {
-        assert_eq!(t.model_spec, Some(pinned.clone()));
-    }
     assert_eq!(decoded.tasks.len(), 2);
+    for (t, signature) in decoded.tasks.iter().zip(["", "regress_x_to_y"]) {
+        let want = ModelSpec {
+            signature_name: signature.into(),
+            ..pinned.clone()
+        };
+        assert_eq!(
+            t.model_spec,
+            Some(want),
+            "each task keeps its own signature"
+        );
+    }
 
     let mixed = MultiInferenceRequest {
         tasks: vec![task("a"), task("b")],
