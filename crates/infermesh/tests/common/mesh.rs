@@ -634,19 +634,9 @@ impl Mesh {
 
     /// Polls `check` every 100 ms until it returns true; panics with the logs after
     /// `timeout`.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    pub fn wait_until(&self, what: &str, timeout: Duration, check: impl FnMut() -> bool) {
+        super::poll_until(what, timeout, Duration::from_millis(100), check, || {
+            self.logs()
+        });
     }
 }

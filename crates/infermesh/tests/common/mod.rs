@@ -629,20 +629,10 @@ impl Server {
     }
 
     /// Polls `check` every 250 ms until it returns true or `timeout` passes.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\n--- server log ---\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+    pub fn wait_until(&self, what: &str, timeout: Duration, check: impl FnMut() -> bool) {
+        poll_until(what, timeout, Duration::from_millis(250), check, || {
+            format!("--- server log ---\n{}", self.log())
+        });
     }
 
     /// Sends a request with a body of `len` bytes over a raw socket (so that a server that
@@ -845,4 +835,28 @@ pub fn request_count_samples(metrics: &str) -> Vec<(String, f64)> {
             Some((labels.to_string(), value.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// Polls `check` every `every` until it returns true; after `timeout` panics with
+/// `what` and the `context` (e.g. the processes' logs).
+pub fn poll_until(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(every);
+    }
 }
