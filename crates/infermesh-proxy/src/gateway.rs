@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use infermesh_config::MeshConfig;
 use tokio::net::TcpListener;
 
+use crate::admin;
 use crate::error::ProxyError;
 use crate::listener;
 use crate::pipeline::{Proxy, ProxyStats, Role};
@@ -18,6 +19,8 @@ use crate::pipeline::{Proxy, ProxyStats, Role};
 #[derive(Debug)]
 pub struct Gateway {
     listeners: Vec<TcpListener>,
+    /// The admin listener (`gateway.admin`), if configured.
+    admin: Option<TcpListener>,
     proxy: Arc<Proxy>,
 }
 
@@ -48,7 +51,15 @@ impl Gateway {
     pub fn bind(config: Arc<ArcSwap<MeshConfig>>) -> Result<Gateway, ProxyError> {
         let addrs = config.load().gateway.listen.clone();
         let listeners = addrs.into_iter().map(bind).collect::<Result<Vec<_>, _>>()?;
-        Gateway::from_listeners(config, listeners)
+        let admin = config.load().gateway.admin.map(bind).transpose()?;
+        let mut gateway = Gateway::from_listeners(config, listeners)?;
+        gateway.admin = admin;
+        Ok(gateway)
+    }
+
+    /// Where the admin endpoints (`/healthz`, `/readyz`) listen, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A gateway on already bound listeners (tests bind port 0).
@@ -61,6 +72,7 @@ impl Gateway {
         }
         Ok(Gateway {
             listeners,
+            admin: None,
             proxy: Arc::new(Proxy::new(Role::Gateway, config)),
         })
     }
@@ -75,9 +87,22 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight
-    /// requests finish for up to `limits.drain_timeout`.
+    /// requests finish for up to `limits.drain_timeout`. From the moment shutdown
+    /// begins, `/readyz` answers 503.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        listener::serve(self.listeners, self.proxy, shutdown).await
+        let readiness = Arc::new(admin::Readiness::default());
+        let admin_task = self
+            .admin
+            .map(|listener| tokio::spawn(admin::serve(listener, readiness.clone())));
+        let draining = async move {
+            shutdown.await;
+            readiness.set_draining();
+        };
+        let result = listener::serve(self.listeners, self.proxy, draining).await;
+        if let Some(task) = admin_task {
+            task.abort();
+        }
+        result
     }
 }
 

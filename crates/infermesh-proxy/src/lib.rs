@@ -14,6 +14,7 @@
 //! its policies are compiled once per config value.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod attempts;
 mod authenticate;
 mod authorize;

@@ -128,6 +128,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  gateway       {} (TF Serving REST and gRPC)",
         addrs.join(", ")
     );
+    if let Some(admin) = gateway.admin_addr() {
+        println!("  admin         http://{admin} (/healthz, /readyz)");
+    }
     if let Some(model) = mesh.models.keys().next() {
         let rest = gateway_addrs
             .iter()
