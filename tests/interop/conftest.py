@@ -69,6 +69,24 @@ def model_config_text(models: list[ModelCfg]) -> str:
     return "model_config_list {\n" + "\n".join(m.text() for m in models) + "\n}\n"
 
 
+def wait_ready(proc: subprocess.Popen, pending) -> tuple[bool, str]:
+    """Polls `pending()` (an empty string once ready) every 0.2 s for at most
+    STARTUP_TIMEOUT_S, as long as `proc` runs. Returns (ready, why not)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    why = "not started"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False, "exited"
+        try:
+            why = pending()
+            if not why:
+                return True, ""
+        except requests.RequestException as e:
+            why = f"not answering: {e}"
+        time.sleep(0.2)
+    return False, why
+
+
 def _free_ports(n: int) -> list[int]:
     socks = []
     try:
@@ -148,19 +166,7 @@ class Server:
         pytest.fail(f"server failed to start: {last_error}")
 
     def _wait_ready(self) -> tuple[bool, str]:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        why = "not started"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False, "exited"
-            try:
-                why = self._pending()
-                if not why:
-                    return True, ""
-            except requests.RequestException as e:
-                why = f"REST not answering: {e}"
-            time.sleep(0.2)
-        return False, why
+        return wait_ready(self.proc, self._pending)
 
     def _pending(self) -> str:
         for m in self.models:

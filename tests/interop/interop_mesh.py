@@ -16,14 +16,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 import requests
 
-from conftest import REPO_ROOT, STARTUP_TIMEOUT_S, _free_ports, binary_path
+from conftest import REPO_ROOT, STARTUP_TIMEOUT_S, _free_ports, binary_path, wait_ready
 from interop_models import ONNX_MODEL
 
 STOP_TIMEOUT_S = 30.0
@@ -132,19 +131,7 @@ class Mesh:
         pytest.fail(f"infermesh up failed to start: {last}")
 
     def _wait_ready(self) -> tuple[bool, str]:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        why = "not started"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False, "exited"
-            try:
-                why = self._pending()
-                if not why:
-                    return True, ""
-            except requests.RequestException as e:
-                why = f"not answering: {e}"
-            time.sleep(0.2)
-        return False, why
+        return wait_ready(self.proc, self._pending)
 
     def _pending(self) -> str:
         r = requests.get(f"{self.direct.rest}/v1/models/{ONNX_MODEL}", timeout=5)
