@@ -28,6 +28,7 @@ mod models;
 mod policies;
 mod read;
 pub mod security;
+pub mod telemetry;
 mod yaml;
 
 use std::path::Path;

@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "istio_files",
     "policies",
     "authorization",
+    "telemetry",
 ];
 const WORKLOAD_KEYS: &[&str] = &[
     "name",
@@ -40,6 +41,7 @@ const WORKLOAD_KEYS: &[&str] = &[
     "upstream",
     "endpoints",
     "model_server",
+    "admin",
 ];
 const LIMIT_KEYS: &[&str] = &[
     "max_request_body_bytes",
@@ -138,6 +140,11 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         policies,
         authz: top
             .opt(cx, "authorization", crate::policies::authorization)
+            .unwrap_or_default(),
+        telemetry: top
+            .opt(cx, "telemetry", |cx, n, p| {
+                crate::telemetry::telemetry(cx, n, p, &base_dir)
+            })
             .unwrap_or_default(),
     })
 }
@@ -310,6 +317,14 @@ fn workload(
     if let Some(up) = &upstream {
         upstream_sockets(cx, f, up, model_server.is_some(), sockets);
     }
+    let admin = f.opt(cx, "admin", socket);
+    if let (Some(addr), Some(n)) = (admin, f.get("admin")) {
+        sockets.listeners.push(Claim {
+            addr,
+            at: n.at,
+            path: f.path_of("admin"),
+        });
+    }
     let listen = listen?;
     if let Some(n) = f.get("listen") {
         sockets.listeners.push(Claim {
@@ -333,6 +348,7 @@ fn workload(
         upstream: upstream?,
         endpoints: endpoints.unwrap_or_else(|| vec![Address::Socket(listen)]),
         embedded_model_server: model_server,
+        admin,
     })
 }
 

@@ -30,6 +30,8 @@ pub struct MeshConfig {
     /// Authorization policies, in file order.
     pub policies: Vec<crate::security::Policy>,
     pub authz: crate::security::AuthzSettings,
+    /// Access log and trace export (`telemetry:`).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// An address: an IP socket address, or a host name re-resolved periodically.
@@ -65,6 +67,10 @@ pub struct Workload {
     /// upstream addresses, serving this TF Serving model config file (absolute once
     /// compiled; relative paths in the YAML start at the mesh.yaml's directory).
     pub embedded_model_server: Option<std::path::PathBuf>,
+    /// The sidecar's admin listener (`/healthz`, `/readyz`, `/metrics`) when it runs
+    /// on its own (`infermesh sidecar`); `infermesh up` serves one admin listener, the
+    /// gateway's, for the whole process.
+    pub admin: Option<SocketAddr>,
 }
 
 /// A model served by one workload, with its versions and route.
@@ -127,7 +133,7 @@ pub struct RetryPolicy {
 pub struct Gateway {
     /// Each listener serves TF Serving REST (HTTP/1.1) and gRPC (HTTP/2) alike.
     pub listen: Vec<SocketAddr>,
-    /// Admin listener (health, later metrics).
+    /// Admin listener: `/healthz`, `/readyz`, `/metrics`.
     pub admin: Option<SocketAddr>,
 }
 

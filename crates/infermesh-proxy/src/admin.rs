@@ -1,23 +1,41 @@
-//! The gateway's admin listener (`gateway.admin`, 127.0.0.1:15020 in the quickstart):
-//! `GET /healthz` — the process serves (200 `ok`); `GET /readyz` — it takes traffic
-//! (200 `ready`), and answers 503 `draining` from the moment shutdown begins, so a load
-//! balancer or Kubernetes stops sending before the listeners close. Anything else is
-//! 404. Prometheus metrics and deeper readiness (certificates, upstreams) come with the
-//! telemetry work.
+//! The admin listener (`gateway.admin`, 127.0.0.1:15020 in the quickstart; a
+//! sidecar's `workloads[].admin` when it runs on its own):
+//!
+//! * `GET /healthz` — the process serves (200 `ok`);
+//! * `GET /readyz` — it takes traffic: 200 when its upstreams accept connections
+//!   (the gateway: at least one sidecar endpoint of every workload that serves a
+//!   model; a sidecar: its model server's REST and gRPC ports), 503 with the failing
+//!   checks otherwise, and 503 `draining` from the moment shutdown begins, so a load
+//!   balancer or Kubernetes stops sending before the listeners close;
+//! * `GET /metrics` — the process's metrics, Prometheus text 0.0.4, or OpenMetrics
+//!   when the `Accept` header asks for it.
+//!
+//! Anything else is 404.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use infermesh_config::{Address, MeshConfig};
+use infermesh_telemetry::{Telemetry, exposition};
+use tokio::net::{TcpListener, TcpStream};
 
-/// Whether the gateway still takes new traffic.
+use crate::pipeline::Role;
+
+/// How long a readiness probe waits for an upstream to accept a connection.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Whether the process still takes new traffic.
 #[derive(Debug, Default)]
 pub struct Readiness {
     draining: AtomicBool,
@@ -28,49 +46,151 @@ impl Readiness {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed)
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// What the admin endpoints report on.
+#[derive(Debug)]
+pub struct Admin {
+    pub readiness: Arc<Readiness>,
+    pub telemetry: Arc<Telemetry>,
+    pub config: Arc<ArcSwap<MeshConfig>>,
+    pub role: Role,
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
 }
 
-fn answer(readiness: &Readiness, method: &Method, path: &str) -> Response<Full<Bytes>> {
-    if method != Method::GET {
+async fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
-    match path {
+    match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if readiness.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        "/readyz" => ready(admin).await,
+        "/metrics" => {
+            let accept = request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let metrics = &admin.telemetry.metrics;
+            let (body, content_type) = if exposition::wants_openmetrics(accept) {
+                (metrics.openmetrics(), exposition::OPENMETRICS)
+            } else {
+                (metrics.prometheus_text(), exposition::PROMETHEUS_TEXT)
+            };
+            let mut response = text(StatusCode::OK, body);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            response
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
+/// The upstream checks of `/readyz`: (what, addresses — one must accept).
+fn checks(config: &MeshConfig, role: &Role) -> Vec<(String, Vec<SocketAddr>)> {
+    let sockets = |addrs: &[Address]| -> Vec<SocketAddr> {
+        addrs
+            .iter()
+            .filter_map(|a| match a {
+                Address::Socket(s) => Some(*s),
+                // Host names are resolved by the endpoint sets; not probed here.
+                Address::Host { .. } => None,
+            })
+            .collect()
+    };
+    match role {
+        Role::Gateway => config
+            .workloads
+            .values()
+            .filter(|w| config.models.values().any(|m| m.served_by == w.name))
+            .map(|w| {
+                (
+                    format!("workload {} sidecar", w.name),
+                    sockets(&w.endpoints),
+                )
+            })
+            .filter(|(_, addrs)| !addrs.is_empty())
+            .collect(),
+        Role::Sidecar { workload } => match config.workloads.get(workload) {
+            Some(w) => vec![
+                (
+                    "model server REST".to_owned(),
+                    sockets(std::slice::from_ref(&w.upstream.rest)),
+                ),
+                (
+                    "model server gRPC".to_owned(),
+                    sockets(std::slice::from_ref(&w.upstream.grpc)),
+                ),
+            ]
+            .into_iter()
+            .filter(|(_, addrs)| !addrs.is_empty())
+            .collect(),
+            None => Vec::new(),
+        },
+    }
+}
+
+async fn reachable(addrs: &[SocketAddr]) -> bool {
+    for addr in addrs {
+        if let Ok(Ok(_)) = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr)).await {
+            return true;
+        }
+    }
+    false
+}
+
+pub(crate) async fn ready(admin: &Admin) -> Response<Full<Bytes>> {
+    if admin.readiness.is_draining() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+    }
+    let config = admin.config.load_full();
+    let checks = checks(&config, &admin.role);
+    let results = futures::future::join_all(checks.iter().map(|(_, addrs)| reachable(addrs))).await;
+    let mut body = String::new();
+    let mut all = true;
+    for ((what, addrs), ok) in checks.iter().zip(results) {
+        all &= ok;
+        let state = if ok { "ok" } else { "unreachable" };
+        let _ = writeln!(body, "{what}: {state} ({addrs:?})");
+    }
+    if all {
+        text(StatusCode::OK, format!("ready\n{body}"))
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{body}"),
+        )
+    }
+}
+
 /// Serves the admin endpoints until the task is dropped or aborted.
-pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("admin accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let readiness = readiness.clone();
+        let admin = admin.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let response = answer(&readiness, request.method(), request.uri().path());
-            async move { Ok::<_, Infallible>(response) }
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(answer(&admin, &request).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -80,26 +200,5 @@ pub async fn serve(listener: TcpListener, readiness: Arc<Readiness>) {
                 tracing::debug!("admin connection ended: {e}");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn readyz_turns_503_when_draining_healthz_stays_200() {
-        let readiness = Readiness::default();
-        let status = |path: &str| answer(&readiness, &Method::GET, path).status();
-        assert_eq!(status("/healthz"), StatusCode::OK);
-        assert_eq!(status("/readyz"), StatusCode::OK);
-        assert_eq!(status("/metrics"), StatusCode::NOT_FOUND);
-        readiness.set_draining();
-        assert_eq!(status("/readyz"), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(status("/healthz"), StatusCode::OK);
-        assert_eq!(
-            answer(&readiness, &Method::POST, "/healthz").status(),
-            StatusCode::METHOD_NOT_ALLOWED
-        );
     }
 }

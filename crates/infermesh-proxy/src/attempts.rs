@@ -5,6 +5,7 @@
 //! The whole exchange up to the response headers runs under the route timeout.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use http::{Response, StatusCode};
@@ -31,6 +32,25 @@ pub struct Attempts<'a> {
     pub budget: Option<&'a RetryBudget>,
     pub timeout: Duration,
     pub max_body: u64,
+    /// What the attempts did, for metrics.
+    pub counts: Counts,
+}
+
+/// Retries made and connection attempts that failed, for one request.
+#[derive(Debug, Default)]
+pub struct Counts {
+    retries: AtomicU32,
+    connect_failures: AtomicU32,
+}
+
+impl Counts {
+    /// (retries, connect failures).
+    pub fn get(&self) -> (u32, u32) {
+        (
+            self.retries.load(Ordering::Relaxed),
+            self.connect_failures.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Attempts<'_> {
@@ -83,6 +103,7 @@ impl Attempts<'_> {
                 }
                 Err(SendError::Connect(_) | SendError::Refused(_)) => {
                     picked.report(Outcome::ConnectFailure);
+                    self.counts.connect_failures.fetch_add(1, Ordering::Relaxed);
                     self.retries.on_connect_failure
                 }
                 Err(SendError::BodyTooLarge) => false,
@@ -102,6 +123,7 @@ impl Attempts<'_> {
             if !retry {
                 return result.map_err(|e| e.into_failure(self.max_body));
             }
+            self.counts.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(attempt, target = self.target, "retrying upstream request");
         }
     }

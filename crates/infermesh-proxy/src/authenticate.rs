@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use http::request::Parts;
 use infermesh_authn::Authenticator;
 use infermesh_config::{Issuer, MeshConfig};
+use infermesh_telemetry::Metrics;
 
 use crate::error::Failure;
 use crate::identity::RequestAuth;
@@ -69,6 +70,7 @@ impl Authenticators {
 pub async fn authenticate(
     authenticator: &Authenticator,
     request: &mut Parts,
+    metrics: &Metrics,
 ) -> Result<(), Failure> {
     for name in authenticator.forwarded_header_names() {
         request.headers.remove(name);
@@ -76,6 +78,9 @@ pub async fn authenticate(
     match authenticator.authenticate(&request.headers).await {
         Ok(None) => Ok(()),
         Ok(Some(principal)) => {
+            // A verified token's issuer is one the config lists.
+            let issuer = principal.claims.get("iss").and_then(|v| v.as_str());
+            metrics.jwt(issuer.unwrap_or("unknown"), true);
             for (name, value) in &principal.forward_headers {
                 request.headers.insert(name.clone(), value.clone());
             }
@@ -87,6 +92,8 @@ pub async fn authenticate(
             Ok(())
         }
         Err(error) => {
+            // The issuer of a rejected token is not trusted input: not a label.
+            metrics.jwt("unknown", false);
             tracing::debug!(%error, kind = error.kind(), "request token rejected");
             Err(Failure::Unauthenticated)
         }

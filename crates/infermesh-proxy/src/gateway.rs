@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use infermesh_config::MeshConfig;
+use infermesh_telemetry::Telemetry;
 use tokio::net::TcpListener;
 
 use crate::admin;
@@ -28,6 +29,8 @@ pub struct Gateway {
 #[derive(Debug)]
 pub struct Sidecar {
     listener: TcpListener,
+    /// The admin listener (`workloads[].admin`), if configured.
+    admin: Option<TcpListener>,
     proxy: Arc<Proxy>,
 }
 
@@ -48,16 +51,20 @@ fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
 
 impl Gateway {
     /// Binds every `gateway.listen` address. Call inside a tokio runtime.
-    pub fn bind(config: Arc<ArcSwap<MeshConfig>>) -> Result<Gateway, ProxyError> {
+    pub fn bind(
+        config: Arc<ArcSwap<MeshConfig>>,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Gateway, ProxyError> {
         let addrs = config.load().gateway.listen.clone();
         let listeners = addrs.into_iter().map(bind).collect::<Result<Vec<_>, _>>()?;
         let admin = config.load().gateway.admin.map(bind).transpose()?;
-        let mut gateway = Gateway::from_listeners(config, listeners)?;
+        let mut gateway = Gateway::from_listeners(config, listeners, telemetry)?;
         gateway.admin = admin;
         Ok(gateway)
     }
 
-    /// Where the admin endpoints (`/healthz`, `/readyz`) listen, if configured.
+    /// Where the admin endpoints (`/healthz`, `/readyz`, `/metrics`) listen, if
+    /// configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
@@ -66,6 +73,7 @@ impl Gateway {
     pub fn from_listeners(
         config: Arc<ArcSwap<MeshConfig>>,
         listeners: Vec<TcpListener>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Gateway, ProxyError> {
         if listeners.is_empty() {
             return Err(ProxyError::NoListener);
@@ -73,8 +81,14 @@ impl Gateway {
         Ok(Gateway {
             listeners,
             admin: None,
-            proxy: Arc::new(Proxy::new(Role::Gateway, config)),
+            proxy: Arc::new(Proxy::new(Role::Gateway, config, telemetry)),
         })
+    }
+
+    /// Serves the admin endpoints on `listener` too (tests bind port 0).
+    pub fn with_admin(mut self, listener: TcpListener) -> Gateway {
+        self.admin = Some(listener);
+        self
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -90,32 +104,62 @@ impl Gateway {
     /// requests finish for up to `limits.drain_timeout`. From the moment shutdown
     /// begins, `/readyz` answers 503.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        let readiness = Arc::new(admin::Readiness::default());
-        let admin_task = self
-            .admin
-            .map(|listener| tokio::spawn(admin::serve(listener, readiness.clone())));
-        let draining = async move {
-            shutdown.await;
-            readiness.set_draining();
-        };
-        let result = listener::serve(self.listeners, self.proxy, draining).await;
-        if let Some(task) = admin_task {
-            task.abort();
-        }
-        result
+        run(self.listeners, self.admin, self.proxy, shutdown).await
     }
 }
 
+/// Serves `listeners` (and the admin listener) until `shutdown`; `/readyz` turns 503
+/// from the moment shutdown begins.
+async fn run(
+    listeners: Vec<TcpListener>,
+    admin: Option<TcpListener>,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProxyError> {
+    let readiness = Arc::new(admin::Readiness::default());
+    let admin_task = admin.map(|listener| {
+        let state = admin::Admin {
+            readiness: readiness.clone(),
+            telemetry: proxy.telemetry.clone(),
+            config: proxy.config.clone(),
+            role: proxy.role.clone(),
+        };
+        tokio::spawn(admin::serve(listener, Arc::new(state)))
+    });
+    let draining = async move {
+        shutdown.await;
+        readiness.set_draining();
+    };
+    let result = listener::serve(listeners, proxy, draining).await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    result
+}
+
 impl Sidecar {
-    /// Binds the workload's `listen` address. Call inside a tokio runtime.
-    pub fn bind(config: Arc<ArcSwap<MeshConfig>>, workload: &str) -> Result<Sidecar, ProxyError> {
-        let addr = config
+    /// Binds the workload's `listen` address (and its `admin`, if set). Call inside
+    /// a tokio runtime.
+    pub fn bind(
+        config: Arc<ArcSwap<MeshConfig>>,
+        workload: &str,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Sidecar, ProxyError> {
+        let (addr, admin) = config
             .load()
             .workloads
             .get(workload)
-            .map(|w| w.listen)
+            .map(|w| (w.listen, w.admin))
             .ok_or_else(|| ProxyError::UnknownWorkload(workload.to_owned()))?;
-        Sidecar::from_listener(config, workload, bind(addr)?)
+        let admin = admin.map(bind).transpose()?;
+        let mut sidecar = Sidecar::from_listener(config, workload, bind(addr)?, telemetry)?;
+        sidecar.admin = admin;
+        Ok(sidecar)
+    }
+
+    /// Where the admin endpoints listen, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A sidecar on an already bound listener (tests bind port 0).
@@ -123,6 +167,7 @@ impl Sidecar {
         config: Arc<ArcSwap<MeshConfig>>,
         workload: &str,
         listener: TcpListener,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Sidecar, ProxyError> {
         if !config.load().workloads.contains_key(workload) {
             return Err(ProxyError::UnknownWorkload(workload.to_owned()));
@@ -132,7 +177,8 @@ impl Sidecar {
         };
         Ok(Sidecar {
             listener,
-            proxy: Arc::new(Proxy::new(role, config)),
+            admin: None,
+            proxy: Arc::new(Proxy::new(role, config, telemetry)),
         })
     }
 
@@ -146,6 +192,6 @@ impl Sidecar {
 
     /// As [`Gateway::run`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        listener::serve(vec![self.listener], self.proxy, shutdown).await
+        run(vec![self.listener], self.admin, self.proxy, shutdown).await
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! accept → parse model request → authenticate → route decision → authorize → forward → record
-//! listener   inspect / grpc       seams          route (gateway)   authorize   attempts   seams
+//! listener   inspect / grpc       authenticate   route (gateway)   authorize   attempts   record
 //!            (paths normalized)                                    signature   forward
 //!                                                                              mirror
 //! ```
@@ -31,9 +31,9 @@ mod inspect;
 mod listener;
 mod mirror;
 mod pipeline;
+mod record;
 pub mod respond;
 pub mod route;
-mod seams;
 mod signature;
 mod upstream;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use http_body_util::BodyExt;
+use infermesh_telemetry::Metrics;
 
 use crate::body::RequestBody;
 use crate::endpoints::{EndpointSet, Outcome};
@@ -24,6 +25,10 @@ pub struct Mirror {
     /// The whole body (mirrors are only made of complete bodies).
     pub body: RequestBody,
     pub timeout: Duration,
+    /// Counts the result (`infermesh_mirror_requests`).
+    pub metrics: Arc<Metrics>,
+    /// The mirrored model (a configured name).
+    pub model: String,
 }
 
 /// Sends the copy in the background.
@@ -34,16 +39,23 @@ pub fn spawn(mut mirror: Mirror) {
         .insert(MIRROR_HEADER, HeaderValue::from_static("true"));
     tokio::spawn(async move {
         let timeout = mirror.timeout;
-        if tokio::time::timeout(timeout, send(mirror)).await.is_err() {
-            tracing::debug!(?timeout, "mirror request timed out");
-        }
+        let (metrics, model) = (mirror.metrics.clone(), mirror.model.clone());
+        let result = match tokio::time::timeout(timeout, send(mirror)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::debug!(?timeout, "mirror request timed out");
+                "failed"
+            }
+        };
+        metrics.mirror(&model, result);
     });
 }
 
-async fn send(mirror: Mirror) {
+/// Sends the copy; `sent` once its answer was read, else `failed`.
+async fn send(mirror: Mirror) -> &'static str {
     let Some(picked) = mirror.endpoints.pick() else {
         tracing::debug!("mirror: no endpoint");
-        return;
+        return "failed";
     };
     match mirror
         .clients
@@ -60,7 +72,11 @@ async fn send(mirror: Mirror) {
             let status = response.status();
             let _ = response.into_body().collect().await;
             tracing::debug!(%status, "mirror answered");
+            "sent"
         }
-        Err(e) => tracing::debug!(?e, "mirror failed"),
+        Err(e) => {
+            tracing::debug!(?e, "mirror failed");
+            "failed"
+        }
     }
 }

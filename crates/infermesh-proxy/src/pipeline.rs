@@ -28,6 +28,8 @@ use hyper::body::Incoming;
 use infermesh_config::{MeshConfig, RetryPolicy};
 
 use infermesh_config::Model;
+use infermesh_telemetry::Telemetry;
+use infermesh_telemetry::context::REQUEST_ID;
 
 use crate::attempts::Attempts;
 use crate::authenticate::{self, Authenticators};
@@ -37,8 +39,8 @@ use crate::endpoints::EndpointSet;
 use crate::error::Failure;
 use crate::forward::{Clients, Outbound, strip_hop_by_hop};
 use crate::inspect::{self, Inspected, Protocol};
+use crate::record::{self, Exchange};
 use crate::respond::{self, VERSION_HEADER};
-use crate::seams::{self, Exchange};
 use crate::upstream::Upstreams;
 use crate::{mirror, route};
 
@@ -95,6 +97,8 @@ pub struct Proxy {
     clients: Clients,
     upstreams: Upstreams,
     pub stats: Arc<ProxyStats>,
+    /// Metrics, spans and access log of the process.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// The result of the route stage: what to send where, under which policy.
@@ -103,6 +107,8 @@ struct Plan {
     body: RequestBody,
     endpoints: Arc<EndpointSet>,
     target: String,
+    /// The destination workload (metric label).
+    workload: Option<String>,
     version: Option<i64>,
     timeout: Duration,
     retries: RetryPolicy,
@@ -110,7 +116,7 @@ struct Plan {
 }
 
 impl Proxy {
-    pub fn new(role: Role, config: Arc<ArcSwap<MeshConfig>>) -> Proxy {
+    pub fn new(role: Role, config: Arc<ArcSwap<MeshConfig>>, telemetry: Arc<Telemetry>) -> Proxy {
         let clients = Clients::new(&config.load().limits);
         let authorizers = Authorizers::new(config.load_full());
         let authenticators = Authenticators::new(&config.load());
@@ -122,14 +128,16 @@ impl Proxy {
             clients,
             upstreams: Upstreams::default(),
             stats: Arc::default(),
+            telemetry,
         }
     }
 
     /// The request path. Never fails: failures are answered by `respond`.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<ProxyBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let config = self.config.load_full();
-        let mut exchange = Exchange::new(Protocol::of(request.headers()));
+        // 0. trace context and request id, passed on to the next hop.
+        let mut exchange = Exchange::start(&mut request, self.telemetry.sampling());
         let mut response = match self.pipeline(&config, request, &mut exchange).await {
             Ok(response) => response,
             Err(failure) => {
@@ -150,8 +158,14 @@ impl Proxy {
                 .insert(VERSION_HEADER, HeaderValue::from(version));
         }
         exchange.status = response.status().as_u16();
-        seams::record(&exchange);
         response
+            .headers_mut()
+            .insert(REQUEST_ID, exchange.request_id.clone());
+        // 7. record, once the response body has been sent.
+        if !self.telemetry.enabled() {
+            return response;
+        }
+        record::recorded(response, exchange, self.clone(), config)
     }
 
     async fn pipeline(
@@ -191,7 +205,8 @@ impl Proxy {
         // 3. authenticate: a valid JWT becomes the request principal (`RequestAuth`);
         // an invalid one is refused here (401), no token leaves it to the policies.
         let authenticator = self.authenticators.get(config);
-        authenticate::authenticate(&authenticator, &mut parts).await?;
+        authenticate::authenticate(&authenticator, &mut parts, &self.telemetry.metrics).await?;
+        exchange.authenticated(&parts.extensions);
 
         // 4. route decision (gateway): pure; picks the version, sends nothing.
         let routed = match &self.role {
@@ -226,6 +241,7 @@ impl Proxy {
                     let copy = authorize::request(&parts, &inspected, Some(mirror), signature);
                     if !authorize::decide(&authorizer, &copy).allowed {
                         tracing::debug!(mirror, "mirror version not authorized: not mirrored");
+                        self.telemetry.metrics.mirror(&model.name, "denied");
                         decision.mirror = None;
                     }
                 }
@@ -246,12 +262,27 @@ impl Proxy {
             budget: plan.budget.as_deref(),
             timeout: plan.timeout,
             max_body: limit,
+            counts: Default::default(),
         };
-        attempts
-            .send(&plan.outbound, &plan.body)
-            .await
-            .map_err(|failure| verdict.explain(failure))
+        let sent = std::time::Instant::now();
+        let response = attempts.send(&plan.outbound, &plan.body).await;
+        exchange.upstream = Some(sent.elapsed());
+        let (retries, connect_failures) = attempts.counts.get();
+        if retries + connect_failures > 0 {
+            let reporter = self.reporter();
+            let target = plan.workload.as_deref().unwrap_or("unknown");
+            (self.telemetry.metrics).upstream(reporter, target, retries, connect_failures);
+        }
+        response.map_err(|failure| verdict.explain(failure))
         // 7. record: in `handle`, for answers and failures alike.
+    }
+
+    /// Istio's `reporter` label of this proxy.
+    fn reporter(&self) -> &'static str {
+        match self.role {
+            Role::Gateway => "source",
+            Role::Sidecar { .. } => "destination",
+        }
     }
 
     /// Gateway forwarding plan for a routing decision: the serving workload's
@@ -302,10 +333,13 @@ impl Proxy {
                     outbound: mirror_out,
                     body: mirror_body,
                     timeout: model.route.timeout,
+                    metrics: self.telemetry.metrics.clone(),
+                    model: model.name.clone(),
                 });
                 self.stats.mirrored.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.stats.mirror_skipped.fetch_add(1, Ordering::Relaxed);
+                self.telemetry.metrics.mirror(&model.name, "skipped");
             }
         }
         if let (true, Some(version)) = (decision.rewrite, decision.version) {
@@ -321,6 +355,7 @@ impl Proxy {
             body,
             endpoints,
             target: format!("workload {}", workload.name),
+            workload: Some(workload.name.clone()),
             version: decision.version,
             timeout: model.route.timeout,
             retries: retries.clone(),
@@ -360,6 +395,7 @@ impl Proxy {
             body,
             endpoints,
             target: format!("model server {kind}"),
+            workload: Some(workload.name.clone()),
             version: request.named_version(),
             timeout,
             retries: no_retries(),

@@ -3,8 +3,11 @@
 //! Ctrl-C/SIGTERM, reloading the file when it changes or on SIGHUP (`reload.rs`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use infermesh_config::MeshConfig;
 use infermesh_proxy::{Gateway, Sidecar};
+use infermesh_telemetry::Telemetry;
 
 use crate::cli::{GatewayArgs, SidecarArgs};
 use crate::reload;
@@ -27,10 +30,14 @@ pub fn locate(path: &Path) -> PathBuf {
 
 pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let reloader = reload::load(&args.config, reload::Role::Gateway)?;
-    let gateway = Gateway::bind(reloader.config())?;
+    let telemetry = start_telemetry(&reloader.config().load())?;
+    let gateway = Gateway::bind(reloader.config(), telemetry)?;
     let _reload = reloader.spawn();
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening (TF Serving REST and gRPC)");
+    }
+    if let Some(addr) = gateway.admin_addr() {
+        tracing::info!(%addr, "admin listening (/healthz, /readyz, /metrics)");
     }
     gateway.run(crate::shutdown::signal()).await?;
     tracing::info!("gateway stopped");
@@ -42,12 +49,24 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
         workload: args.workload.clone(),
     };
     let reloader = reload::load(&args.config, role)?;
-    let sidecar = Sidecar::bind(reloader.config(), &args.workload)?;
+    let telemetry = start_telemetry(&reloader.config().load())?;
+    let sidecar = Sidecar::bind(reloader.config(), &args.workload, telemetry)?;
     let _reload = reloader.spawn();
     for addr in sidecar.local_addrs() {
         tracing::info!(%addr, workload = %args.workload, "sidecar listening");
     }
+    if let Some(addr) = sidecar.admin_addr() {
+        tracing::info!(%addr, "admin listening (/healthz, /readyz, /metrics)");
+    }
     sidecar.run(crate::shutdown::signal()).await?;
     tracing::info!("sidecar stopped");
     Ok(())
+}
+
+/// The process's telemetry (metrics always; access log and span export as
+/// `telemetry:` says). Call inside the tokio runtime.
+pub fn start_telemetry(config: &MeshConfig) -> anyhow::Result<Arc<Telemetry>> {
+    let telemetry = Telemetry::start(&config.telemetry)
+        .map_err(|e| anyhow::anyhow!("starting the access log failed: {e}"))?;
+    Ok(Arc::new(telemetry))
 }

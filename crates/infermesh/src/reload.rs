@@ -12,7 +12,8 @@
 //! * Invalid: the old config keeps serving; a warning with every error and the count
 //!   of rejections so far. The same rejected text is reported once, not every second.
 //! * Fields that cannot change in a running process (listen addresses, a running
-//!   sidecar's upstream, `limits`, `outlier_detection`, `dns_refresh`, `dev_issuer`,
+//!   sidecar's upstream, `limits`, `outlier_detection`, `dns_refresh`, `telemetry`,
+//!   `dev_issuer`, a sidecar's `admin`,
 //!   the embedded model servers) keep their running values in the swapped config; a
 //!   warning names them and says a restart is needed; the rest is applied.
 
@@ -276,6 +277,10 @@ fn keep_fixed(role: &Role, old: &MeshConfig, mut new: MeshConfig) -> (MeshConfig
         restart.push("dns_refresh".to_string());
         new.dns_refresh = old.dns_refresh;
     }
+    if old.telemetry != new.telemetry {
+        restart.push("telemetry".to_string());
+        new.telemetry = old.telemetry.clone();
+    }
     if matches!(role, Role::Gateway | Role::Up) && old.gateway != new.gateway {
         restart.push(format!(
             "gateway listeners {:?} → {:?}",
@@ -314,6 +319,10 @@ fn keep_fixed(role: &Role, old: &MeshConfig, mut new: MeshConfig) -> (MeshConfig
         if kept.upstream != was.upstream {
             restart.push(format!("workload {name} upstream"));
             kept.upstream = was.upstream.clone();
+        }
+        if kept.admin != was.admin {
+            restart.push(format!("workload {name} admin"));
+            kept.admin = was.admin;
         }
         if matches!(role, Role::Up) && kept.embedded_model_server != was.embedded_model_server {
             restart.push(format!("workload {name} model_server"));

@@ -94,11 +94,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
 
     let servers = model_servers(&mesh).await?;
+    let telemetry = crate::mesh::start_telemetry(&mesh)?;
     let mut sidecars = Vec::new();
     for name in mesh.workloads.keys() {
-        sidecars.push((name.clone(), Sidecar::bind(config.clone(), name)?));
+        let sidecar = Sidecar::bind(config.clone(), name, telemetry.clone())?;
+        sidecars.push((name.clone(), sidecar));
     }
-    let gateway = Gateway::bind(config.clone())?;
+    let gateway = Gateway::bind(config.clone(), telemetry)?;
 
     println!("infermesh up: mesh from {}", path.display());
     if let Some(dev) = &mesh.dev_issuer {
@@ -129,7 +131,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         addrs.join(", ")
     );
     if let Some(admin) = gateway.admin_addr() {
-        println!("  admin         http://{admin} (/healthz, /readyz)");
+        println!("  admin         http://{admin} (/healthz, /readyz, /metrics)");
     }
     if let Some(model) = mesh.models.keys().next() {
         let rest = gateway_addrs

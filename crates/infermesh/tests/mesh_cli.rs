@@ -186,12 +186,13 @@ fn assert_invalid(dir: &std::path::Path, cmd: &str, file: &str, extra: &[&str], 
 #[test]
 fn invalid_mesh_yaml_exits_64_with_file_line_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let p = free_ports(4);
+    let p = free_ports(5);
     let ports = MeshPorts {
         gateway: p[0],
         sidecar: p[1],
         rest: p[2],
         grpc: p[3],
+        admin: p[4],
     };
     let good = MeshSpec::route("split: {stable: 90, canary: 10}, timeout: 2s").yaml(&ports, true);
     let line_of = |text: &str, needle: &str| -> usize {

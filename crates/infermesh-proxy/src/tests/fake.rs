@@ -30,6 +30,8 @@ pub struct Seen {
     pub bytes: usize,
     /// gRPC: the ModelSpec version it got.
     pub grpc_version: Option<i64>,
+    /// The request headers it got.
+    pub headers: HeaderMap,
 }
 
 pub struct Fake {
@@ -93,6 +95,7 @@ async fn answer(req: Request<Incoming>, record: Arc<Mutex<Vec<Seen>>>) -> Respon
         .headers()
         .get("content-type")
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let headers = req.headers().clone();
     let mut body = req.into_body();
     let mut bytes = 0usize;
     let mut kept = BytesMut::new();
@@ -127,6 +130,7 @@ async fn answer(req: Request<Incoming>, record: Arc<Mutex<Vec<Seen>>>) -> Respon
         mirror,
         bytes,
         grpc_version,
+        headers,
     });
     tokio::time::sleep(delay).await;
     if grpc {

@@ -7,6 +7,7 @@ mod fake;
 mod grpc_smuggle;
 mod grpc_wire;
 mod rest_wire;
+mod telemetry_wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use infermesh_config::{
     Address, AuthzSettings, Gateway as GatewayConfig, Limits, MeshConfig, Model, OutlierDetection,
     RetryPolicy, Route, Upstream, Workload,
 };
+use infermesh_telemetry::Telemetry;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -76,6 +78,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         },
         endpoints: vec![Address::Socket(sidecar)],
         embedded_model_server: None,
+        admin: None,
     };
     let mut slow = model("slow", "w");
     slow.route.timeout = Duration::from_millis(300);
@@ -111,6 +114,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
             default_deny: false,
             ..AuthzSettings::default()
         },
+        telemetry: Default::default(),
     }
 }
 
@@ -142,6 +146,8 @@ pub struct Mesh {
     pub fake: Fake,
     pub gateway_stats: Arc<ProxyStats>,
     pub config: Arc<ArcSwap<MeshConfig>>,
+    /// The gateway's admin listener.
+    pub admin: SocketAddr,
     stop: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<Result<(), crate::ProxyError>>>,
 }
@@ -153,7 +159,17 @@ impl Mesh {
 
     /// Starts with the config changed by `edit` (addresses are already filled in).
     pub async fn start_with(edit: impl FnOnce(&mut MeshConfig)) -> Mesh {
+        Mesh::start_with_telemetry(edit, Arc::default()).await
+    }
+
+    /// As [`Mesh::start_with`], recording into `telemetry`.
+    pub async fn start_with_telemetry(
+        edit: impl FnOnce(&mut MeshConfig),
+        telemetry: Arc<Telemetry>,
+    ) -> Mesh {
         let fake = Fake::start().await;
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let sidecar_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sidecar = sidecar_listener.local_addr().unwrap();
@@ -162,9 +178,13 @@ impl Mesh {
         config.gateway.listen = vec![gateway];
         edit(&mut config);
         let config = Arc::new(ArcSwap::from_pointee(config));
-        let sidecar_proxy = Sidecar::from_listener(config.clone(), "w", sidecar_listener).unwrap();
+        let sidecar_proxy =
+            Sidecar::from_listener(config.clone(), "w", sidecar_listener, telemetry.clone())
+                .unwrap();
         let gateway_proxy =
-            Gateway::from_listeners(config.clone(), vec![gateway_listener]).unwrap();
+            Gateway::from_listeners(config.clone(), vec![gateway_listener], telemetry.clone())
+                .unwrap()
+                .with_admin(admin_listener);
         let gateway_stats = gateway_proxy.stats();
         let (stop_sidecar, rx_sidecar) = oneshot::channel::<()>();
         let (stop_gateway, rx_gateway) = oneshot::channel::<()>();
@@ -182,6 +202,7 @@ impl Mesh {
             fake,
             gateway_stats,
             config,
+            admin,
             stop: vec![stop_sidecar, stop_gateway],
             tasks,
         }

@@ -42,9 +42,14 @@ pub struct Proc {
 impl Proc {
     /// Runs `infermesh <args>` in `dir`; output goes to `dir/<name>.out` and `.err`.
     pub fn spawn(name: &str, args: &[String], dir: &Path) -> Proc {
+        Proc::spawn_program(name, &binary().display().to_string(), args, dir)
+    }
+
+    /// Spawns another program (e.g. a real Prometheus) with the same output capture.
+    pub fn spawn_program(name: &str, program: &str, args: &[String], dir: &Path) -> Proc {
         let stdout_path = dir.join(format!("{name}.out"));
         let stderr_path = dir.join(format!("{name}.err"));
-        let child = Command::new(binary())
+        let child = Command::new(program)
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -55,7 +60,7 @@ impl Proc {
                 std::env::var("INFERMESH_LOG").unwrap_or_else(|_| "info".into()),
             )
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", binary().display()));
+            .unwrap_or_else(|e| panic!("spawn {program} {args:?}: {e}"));
         Proc {
             name: name.to_string(),
             child,
@@ -240,6 +245,8 @@ pub struct MeshPorts {
     pub rest: u16,
     /// The model server's gRPC port.
     pub grpc: u16,
+    /// The gateway's admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: u16,
 }
 
 /// What varies between test meshes.
@@ -310,8 +317,8 @@ impl MeshSpec {
             out.push_str(&format!("  - {m}\n"));
         }
         out.push_str(&format!(
-            "\ngateway:\n  listen: [127.0.0.1:{}]\n",
-            ports.gateway
+            "\ngateway:\n  listen: [127.0.0.1:{}]\n  admin: 127.0.0.1:{}\n",
+            ports.gateway, ports.admin
         ));
         if let Some(limits) = &self.limits {
             out.push_str(&format!("\nlimits: {{{limits}}}\n"));
@@ -360,12 +367,13 @@ impl Mesh {
     pub fn up(spec: &MeshSpec) -> Mesh {
         let mut last = String::new();
         for attempt in 1..=3 {
-            let p = free_ports(4);
+            let p = free_ports(5);
             let ports = MeshPorts {
                 gateway: p[0],
                 sidecar: p[1],
                 rest: p[2],
                 grpc: p[3],
+                admin: p[4],
             };
             let dir = tempfile::tempdir().expect("temp dir");
             let config = dir.path().join("mesh.yaml");
@@ -405,13 +413,14 @@ impl Mesh {
         let mut server = Some(server);
         let mut last = String::new();
         for attempt in 1..=3 {
-            let p = free_ports(2);
+            let p = free_ports(3);
             let s = server.as_ref().unwrap();
             let ports = MeshPorts {
                 gateway: p[0],
                 sidecar: p[1],
                 rest: s.rest_port,
                 grpc: s.grpc_port,
+                admin: p[2],
             };
             let dir = tempfile::tempdir().expect("temp dir");
             let config = dir.path().join("mesh.yaml");

@@ -1,0 +1,327 @@
+//! Stage 7, record: what one exchange leaves behind — Istio metrics, a span, an
+//! access-log line (`infermesh-telemetry`). The request's trace context and request
+//! id are set when it arrives ([`Exchange::start`]); the record is made when the
+//! response body has been sent ([`Recorded`]), so durations and byte counts cover
+//! the whole exchange and a gRPC status in trailers is seen.
+//!
+//! Label values come from the config: a model, version or workload the config does
+//! not list is `unknown`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use infermesh_authz::Decision;
+use infermesh_config::{MeshConfig, Workload};
+use infermesh_telemetry::{Peer, Record, Reporter, TraceContext, context};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::identity::{Connection, PeerIdentity, RequestAuth};
+use crate::inspect::{ModelRequest, Protocol};
+use crate::pipeline::{Proxy, Role};
+
+/// The workload name and namespace the gateway reports as (Istio's
+/// `source_workload` for requests it sends).
+pub const GATEWAY_WORKLOAD: &str = "infermesh-gateway";
+pub const GATEWAY_NAMESPACE: &str = "infermesh";
+
+/// What the record stage learns about one request/response exchange.
+#[derive(Debug)]
+pub struct Exchange {
+    pub protocol: Protocol,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub method: Method,
+    pub path: String,
+    pub request_id: HeaderValue,
+    pub trace: TraceContext,
+    pub connection: Option<Connection>,
+    /// The mTLS peer (Istio principal form), when the connection had one.
+    pub peer: Option<String>,
+    /// Declared request body size (`content-length`), when given.
+    pub request_bytes: u64,
+    /// Set once the model request was parsed.
+    pub model: Option<ModelRequest>,
+    /// The version routed to, when one was chosen.
+    pub version: Option<i64>,
+    /// The authorization decision, once made.
+    pub authz: Option<Decision>,
+    pub request_principal: Option<String>,
+    /// Time from sending upstream to its response headers, when it was called.
+    pub upstream: Option<Duration>,
+    /// The `x-infermesh-error` kind when the proxy answered itself.
+    pub failure: Option<String>,
+    pub status: u16,
+}
+
+impl Exchange {
+    /// Starts the exchange of a request that just arrived: takes (or creates) its
+    /// `x-request-id` and trace context, and sets the headers the next hop reads.
+    pub fn start(request: &mut Request<Incoming>, sampling: f64) -> Exchange {
+        let mut rng = fastrand::Rng::new();
+        let headers = request.headers_mut();
+        let request_id = context::request_id(headers, &mut rng);
+        let trace = TraceContext::extract(headers, sampling, &mut rng);
+        trace.inject(headers);
+        let request_bytes = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        Exchange {
+            protocol: Protocol::of(request.headers()),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            request_id,
+            trace,
+            connection: request.extensions().get::<Connection>().copied(),
+            peer: request
+                .extensions()
+                .get::<PeerIdentity>()
+                .map(|p| p.principal.clone()),
+            request_bytes,
+            model: None,
+            version: None,
+            authz: None,
+            request_principal: None,
+            upstream: None,
+            failure: None,
+            status: 0,
+        }
+    }
+
+    /// Notes the verified request principal once authentication ran.
+    pub fn authenticated(&mut self, extensions: &http::Extensions) {
+        self.request_principal = extensions.get::<RequestAuth>().map(|a| a.principal.clone());
+    }
+}
+
+/// Wraps a response so that the exchange is recorded when its body ends (or the
+/// client goes away first: response flag `DC`).
+pub fn recorded(
+    response: Response<ProxyBody>,
+    exchange: Exchange,
+    proxy: Arc<Proxy>,
+    config: Arc<MeshConfig>,
+) -> Response<ProxyBody> {
+    let grpc_status = grpc_status(response.headers());
+    let (parts, body) = response.into_parts();
+    let body = Recorded {
+        inner: body,
+        finish: Some(Box::new(Finish {
+            exchange,
+            proxy,
+            config,
+        })),
+        bytes: 0,
+        grpc_status,
+    };
+    Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
+}
+
+struct Finish {
+    exchange: Exchange,
+    proxy: Arc<Proxy>,
+    config: Arc<MeshConfig>,
+}
+
+/// A response body that counts what it sends and records the exchange at its end.
+pub struct Recorded {
+    inner: ProxyBody,
+    finish: Option<Box<Finish>>,
+    bytes: u64,
+    grpc_status: Option<i32>,
+}
+
+impl Recorded {
+    fn finish(&mut self, disconnected: bool) {
+        if let Some(f) = self.finish.take() {
+            record(&f, self.bytes, self.grpc_status, disconnected);
+        }
+    }
+}
+
+impl Body for Recorded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &polled {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    self.grpc_status = grpc_status(trailers).or(self.grpc_status);
+                }
+            }
+            Some(Err(_)) => self.finish(true),
+            None => self.finish(false),
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        let ended = self.inner.is_end_stream();
+        self.finish(!ended);
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>` of a workload.
+fn principal_of(trust_domain: &str, w: &Workload) -> String {
+    format!(
+        "spiffe://{trust_domain}/ns/{}/sa/{}",
+        w.namespace, w.service_account
+    )
+}
+
+fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnected: bool) {
+    let x = &f.exchange;
+    let config = &f.config;
+    let model = x.model.as_ref().and_then(|m| config.models.get(&m.model));
+    let version = match (model, x.version) {
+        (Some(m), Some(v)) if m.versions.contains(&v) => Some(v),
+        _ => None,
+    };
+    let signature = x.model.as_ref().and_then(|m| m.signature.as_deref());
+    let signature = match signature {
+        Some("") => Some("serving_default"),
+        s => s,
+    };
+    let td = &config.trust_domain;
+    let source_principal = x.peer.as_ref().map(|p| format!("spiffe://{p}"));
+    let (reporter, destination, source) = match &f.proxy.role {
+        Role::Gateway => {
+            let destination = model.and_then(|m| config.workload_of(m)).cloned();
+            let source = Peer {
+                workload: GATEWAY_WORKLOAD,
+                namespace: GATEWAY_NAMESPACE,
+                principal: "unknown",
+            };
+            (Reporter::Gateway, destination, source)
+        }
+        Role::Sidecar { workload } => {
+            let destination = config.workloads.get(workload).cloned();
+            // The caller, from its verified certificate: a configured workload or
+            // the gateway, else unknown.
+            let caller = x.peer.as_deref().and_then(|p| {
+                config
+                    .workloads
+                    .values()
+                    .find(|w| p == format!("{td}/ns/{}/sa/{}", w.namespace, w.service_account))
+            });
+            let source = match caller {
+                Some(w) => Peer {
+                    workload: &w.name,
+                    namespace: &w.namespace,
+                    principal: source_principal.as_deref().unwrap_or("unknown"),
+                },
+                None => Peer {
+                    principal: source_principal.as_deref().unwrap_or("unknown"),
+                    ..Peer::UNKNOWN
+                },
+            };
+            (Reporter::Sidecar, destination, source)
+        }
+    };
+    // The sidecar knows its caller's certificate; whether the gateway's upstream
+    // connection used mTLS is not tracked yet, so it reports `unknown` (Istio's
+    // value for a source reporter that cannot tell).
+    let mtls = matches!(f.proxy.role, Role::Sidecar { .. }) && x.peer.is_some();
+    let (dest_principal, dest_service) = match &destination {
+        Some(w) => (
+            if mtls {
+                principal_of(td, w)
+            } else {
+                "unknown".to_owned()
+            },
+            format!("{}.{}.svc.cluster.local", w.name, w.namespace),
+        ),
+        None => ("unknown".to_owned(), "unknown".to_owned()),
+    };
+    let dest = match &destination {
+        Some(w) => Peer {
+            workload: &w.name,
+            namespace: &w.namespace,
+            principal: &dest_principal,
+        },
+        None => Peer::UNKNOWN,
+    };
+    let flags = match (disconnected, x.failure.as_deref()) {
+        (true, _) => "DC",
+        (false, Some("route")) => "NR",
+        (false, Some("upstream-connect")) => "UF",
+        (false, Some("upstream")) => "UC",
+        (false, Some("timeout")) => "UT",
+        _ => "-",
+    };
+    let decision = x.authz.as_ref().map(|d| infermesh_telemetry::Decision {
+        allowed: d.allowed,
+        policy: d.deciding.as_ref().map(|p| &*p.policy),
+        rule: d.deciding.as_ref().map(|p| p.rule),
+    });
+    let record = Record {
+        reporter,
+        protocol: match x.protocol {
+            Protocol::Rest => infermesh_telemetry::Protocol::Http,
+            Protocol::Grpc => infermesh_telemetry::Protocol::Grpc,
+        },
+        method: x.method.as_str(),
+        path: &x.path,
+        started: x.started_at,
+        duration: x.started.elapsed(),
+        upstream: x.upstream,
+        request_id: x.request_id.to_str().unwrap_or(""),
+        trace: x.trace,
+        source_address: x.connection.map(|c| c.peer),
+        source,
+        destination: dest,
+        destination_service: &dest_service,
+        mtls,
+        request_principal: x.request_principal.as_deref(),
+        model: model.map(|m| m.name.as_str()),
+        version,
+        signature: model.and(signature),
+        api: x.model.as_ref().map(|m| m.api.as_str()),
+        decision,
+        status: x.status,
+        grpc_status,
+        response_flags: flags,
+        request_bytes: x.request_bytes,
+        response_bytes,
+    };
+    f.proxy.telemetry.record(&record);
+    tracing::debug!(
+        protocol = ?x.protocol,
+        model = record.model,
+        version = record.version,
+        allowed = x.authz.as_ref().map(|d| d.allowed),
+        status = x.status,
+        failure = x.failure.as_deref(),
+        elapsed_us = x.started.elapsed().as_micros() as u64,
+        "request"
+    );
+}

@@ -1,0 +1,348 @@
+//! The metrics registry of one process (no global registry): Istio's standard request
+//! metrics with Istio's names, types, buckets and labels — so the Istio dashboards
+//! people run keep working — plus model labels, and infermesh's own counters.
+//!
+//! Every label value comes from the config or a closed set (an unknown model is
+//! `unknown`, signatures are capped per model), so cardinality is bounded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Mutex, RwLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Istio's default duration buckets, in milliseconds.
+const DURATION_MS_BUCKETS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+/// Istio's byte-size buckets: 1 B to 1 GB by powers of ten.
+const BYTES_BUCKETS: &[f64] = &[1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+/// Distinct signature names counted per model; later ones count as `other`.
+const MAX_SIGNATURES_PER_MODEL: usize = 16;
+
+/// The labels of Istio's request metrics, plus the model's.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IstioLabels {
+    pub reporter: &'static str,
+    pub source_workload: String,
+    pub source_workload_namespace: String,
+    pub source_principal: String,
+    pub destination_workload: String,
+    pub destination_workload_namespace: String,
+    pub destination_principal: String,
+    pub destination_service: String,
+    pub destination_version: String,
+    pub request_protocol: &'static str,
+    pub response_code: u16,
+    pub grpc_response_status: &'static str,
+    pub response_flags: &'static str,
+    pub connection_security_policy: &'static str,
+    pub model_name: String,
+    pub model_version: String,
+    pub model_signature: String,
+    pub model_api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    reporter: &'static str,
+    action: &'static str,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JwtLabels {
+    issuer: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    reporter: &'static str,
+    destination_workload: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorLabels {
+    model_name: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DropLabels {
+    pub(crate) reason: &'static str,
+}
+
+/// The four Istio series of one label set (clones share the registered values).
+#[derive(Clone, Debug)]
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+/// One request's numbers for the Istio metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation {
+    pub duration_ms: f64,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
+/// Every metric of the process; shared by its gateway and sidecars.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<IstioLabels, Counter>,
+    duration: Histograms,
+    request_bytes: Histograms,
+    response_bytes: Histograms,
+    /// Label set → its series, so a request costs one lookup, not four.
+    series: RwLock<HashMap<IstioLabels, Series>>,
+    signatures: Mutex<HashMap<String, Vec<String>>>,
+    decisions: Family<DecisionLabels, Counter>,
+    jwt: Family<JwtLabels, Counter>,
+    retries: Family<UpstreamLabels, Counter>,
+    connect_failures: Family<UpstreamLabels, Counter>,
+    mirrors: Family<MirrorLabels, Counter>,
+    pub(crate) spans_exported: Counter,
+    pub(crate) spans_dropped: Family<DropLabels, Counter>,
+    pub(crate) access_log_dropped: Counter,
+    /// Seconds since the epoch at which the workload certificate expires (0: none).
+    pub certificate_expiry: Gauge<i64, AtomicI64>,
+    pub(crate) access_log_lines: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+type Histograms = Family<IstioLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_MS_BUCKETS.iter().copied())
+}
+
+fn bytes_histogram() -> Histogram {
+    Histogram::new(BYTES_BUCKETS.iter().copied())
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<IstioLabels, Counter>::default();
+        let duration: Histograms = Family::new_with_constructor(duration_histogram);
+        let request_bytes: Histograms = Family::new_with_constructor(bytes_histogram);
+        let response_bytes: Histograms = Family::new_with_constructor(bytes_histogram);
+        registry.register(
+            "istio_requests",
+            "Requests handled, by source, destination, response and model (Istio standard metric)",
+            requests.clone(),
+        );
+        registry.register(
+            "istio_request_duration_milliseconds",
+            "Request duration in milliseconds from first byte in to last byte out (Istio standard metric)",
+            duration.clone(),
+        );
+        registry.register(
+            "istio_request_bytes",
+            "Request body size in bytes (Istio standard metric)",
+            request_bytes.clone(),
+        );
+        registry.register(
+            "istio_response_bytes",
+            "Response body size in bytes (Istio standard metric)",
+            response_bytes.clone(),
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "infermesh_authz_decisions",
+            "Authorization decisions by action (allow, deny) and deciding policy (empty: the default)",
+            decisions.clone(),
+        );
+        let jwt = Family::<JwtLabels, Counter>::default();
+        registry.register(
+            "infermesh_jwt_validations",
+            "Bearer tokens checked, by issuer and result (valid, invalid)",
+            jwt.clone(),
+        );
+        let retries = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "infermesh_upstream_retries",
+            "Upstream attempts after the first, by destination workload",
+            retries.clone(),
+        );
+        let connect_failures = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "infermesh_upstream_connect_failures",
+            "Upstream connection attempts that failed, by destination workload",
+            connect_failures.clone(),
+        );
+        let mirrors = Family::<MirrorLabels, Counter>::default();
+        registry.register(
+            "infermesh_mirror_requests",
+            "Mirrored copies by model and result (sent, skipped: body too large, denied)",
+            mirrors.clone(),
+        );
+        let spans_exported = Counter::default();
+        registry.register(
+            "infermesh_trace_spans_exported",
+            "Spans accepted by the OTLP collector",
+            spans_exported.clone(),
+        );
+        let spans_dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "infermesh_trace_spans_dropped",
+            "Spans not exported, by reason (queue_full: the collector is slow or down; export_failed)",
+            spans_dropped.clone(),
+        );
+        let access_log_lines = Counter::default();
+        registry.register(
+            "infermesh_access_log_lines",
+            "Access-log lines written",
+            access_log_lines.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "infermesh_access_log_dropped",
+            "Access-log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
+        let certificate_expiry = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "infermesh_certificate_expiration_timestamp_seconds",
+            "When the workload certificate in use expires, in seconds since the Unix epoch (0: no certificate)",
+            certificate_expiry.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            request_bytes,
+            response_bytes,
+            series: RwLock::default(),
+            signatures: Mutex::default(),
+            decisions,
+            jwt,
+            retries,
+            connect_failures,
+            mirrors,
+            spans_exported,
+            spans_dropped,
+            access_log_dropped,
+            certificate_expiry,
+            access_log_lines,
+        }
+    }
+
+    /// Counts one request in Istio's four metrics.
+    pub fn observe(&self, labels: IstioLabels, o: Observation) {
+        let found = self
+            .series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&labels)
+            .cloned();
+        let series = match found {
+            Some(s) => s,
+            None => {
+                let s = Series {
+                    requests: self.requests.get_or_create(&labels).clone(),
+                    duration: self.duration.get_or_create(&labels).clone(),
+                    request_bytes: self.request_bytes.get_or_create(&labels).clone(),
+                    response_bytes: self.response_bytes.get_or_create(&labels).clone(),
+                };
+                self.series
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(labels, s.clone());
+                s
+            }
+        };
+        series.requests.inc();
+        series.duration.observe(o.duration_ms);
+        series.request_bytes.observe(o.request_bytes as f64);
+        series.response_bytes.observe(o.response_bytes as f64);
+    }
+
+    /// The label value for a request's signature: the name if it is among the first
+    /// few seen for the model, else `other`.
+    pub fn signature_label(&self, model: &str, signature: &str) -> String {
+        let mut seen = self.signatures.lock().unwrap_or_else(|e| e.into_inner());
+        let names = seen.entry(model.to_owned()).or_default();
+        if names.iter().any(|n| n == signature) {
+            return signature.to_owned();
+        }
+        if names.len() < MAX_SIGNATURES_PER_MODEL {
+            names.push(signature.to_owned());
+            return signature.to_owned();
+        }
+        "other".to_owned()
+    }
+
+    pub fn decision(&self, reporter: &'static str, allowed: bool, policy: Option<&str>) {
+        let labels = DecisionLabels {
+            reporter,
+            action: if allowed { "allow" } else { "deny" },
+            policy: policy.unwrap_or("").to_owned(),
+        };
+        self.decisions.get_or_create(&labels).inc();
+    }
+
+    /// `issuer` must be a configured issuer (or `unknown`), never the token's claim.
+    pub fn jwt(&self, issuer: &str, valid: bool) {
+        let labels = JwtLabels {
+            issuer: issuer.to_owned(),
+            result: if valid { "valid" } else { "invalid" },
+        };
+        self.jwt.get_or_create(&labels).inc();
+    }
+
+    pub fn upstream(&self, reporter: &'static str, workload: &str, retries: u32, failures: u32) {
+        let labels = UpstreamLabels {
+            reporter,
+            destination_workload: workload.to_owned(),
+        };
+        if retries > 0 {
+            self.retries
+                .get_or_create(&labels)
+                .inc_by(u64::from(retries));
+        }
+        if failures > 0 {
+            self.connect_failures
+                .get_or_create(&labels)
+                .inc_by(u64::from(failures));
+        }
+    }
+
+    pub fn mirror(&self, model: &str, result: &'static str) {
+        let labels = MirrorLabels {
+            model_name: model.to_owned(),
+            result,
+        };
+        self.mirrors.get_or_create(&labels).inc();
+    }
+
+    /// The registry in OpenMetrics text (`# EOF` terminated).
+    pub fn openmetrics(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!("encoding metrics failed: {e}");
+        }
+        out
+    }
+
+    /// The registry in the Prometheus text format 0.0.4.
+    pub fn prometheus_text(&self) -> String {
+        crate::exposition::to_prometheus_text(&self.openmetrics())
+    }
+}
