@@ -1,27 +1,56 @@
-//! The access log: one JSON line per request with the configured fields, written by a
-//! thread of its own behind a bounded queue, so a slow disk or terminal never slows
-//! requests (lines beyond the queue are dropped and counted).
+//! The access log: one JSON line per request with the configured fields. Requests
+//! append their line to a shared in-memory buffer (no wake-up per line); a thread of
+//! its own writes the buffer out every 100 ms, or sooner once it holds 256 KiB. When
+//! the sink falls behind and the buffer reaches 8 MiB, lines are dropped and counted
+//! rather than slowing requests.
 
 use std::fs::OpenOptions;
-use std::io::{BufWriter, Write};
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use infermesh_config::telemetry::{AccessLog as Config, LogSink};
-use serde_json::{Map, Value};
 
 use crate::metrics::Metrics;
 
-/// Lines held while the writer is behind.
-const QUEUE: usize = 8192;
+/// Buffered bytes at which the writer is woken early.
+const WAKE_AT: usize = 256 << 10;
+/// Buffered bytes beyond which lines are dropped.
+const MAX_BUFFERED: usize = 8 << 20;
+/// How often the writer writes what has been buffered.
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The sending side of the access log.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     fields: Arc<[&'static str]>,
-    tx: SyncSender<String>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    buffer: Mutex<Buffer>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    lines: u64,
+    /// The sending side is gone: write what is left and stop.
+    closed: bool,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        // The last clone closes the log (the writer thread holds the other reference).
+        if Arc::strong_count(&self.shared) == 2 {
+            let mut b = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            b.closed = true;
+            self.shared.wake.notify_one();
+        }
+    }
 }
 
 impl AccessLog {
@@ -34,57 +63,74 @@ impl AccessLog {
                 Box::new(file)
             }
         };
-        let (tx, rx) = sync_channel(QUEUE);
-        let lines = metrics.clone();
+        let shared = Arc::new(Shared::default());
+        let (writer, lines) = (shared.clone(), metrics.clone());
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, out, &lines))?;
+            .spawn(move || write_out(&writer, out, &lines))?;
         Ok(AccessLog {
             fields: config.fields.clone().into(),
-            tx,
+            shared,
             metrics,
         })
     }
 
-    /// Writes one line with the configured fields of `all` (a map of every field).
-    pub fn write(&self, all: impl FnOnce(&[&'static str]) -> Map<String, Value>) {
-        let object = all(&self.fields);
-        let mut line = Value::Object(object).to_string();
-        line.push('\n');
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+    /// Queues one line, made by `line` from the configured fields.
+    pub fn write(&self, line: impl FnOnce(&[&'static str]) -> String) {
+        let line = line(&self.fields);
+        let mut b = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if b.bytes.len() + line.len() > MAX_BUFFERED {
+            drop(b);
             self.metrics.access_log_dropped.inc();
+            return;
+        }
+        b.bytes.extend_from_slice(line.as_bytes());
+        b.lines += 1;
+        if b.bytes.len() >= WAKE_AT {
+            self.shared.wake.notify_one();
         }
     }
 }
 
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>, metrics: &Metrics) {
-    let mut out = BufWriter::with_capacity(64 << 10, out);
+fn write_out(shared: &Shared, mut out: Box<dyn Write + Send>, metrics: &Metrics) {
+    let mut spare = Vec::new();
     let mut failed = false;
-    let mut write = |out: &mut BufWriter<_>, line: String| match out.write_all(line.as_bytes()) {
-        Ok(()) => {
-            metrics.access_log_lines.inc();
-            failed = false;
-        }
-        Err(e) => {
-            metrics.access_log_dropped.inc();
-            if !failed {
-                tracing::warn!("writing the access log failed: {e}");
-                failed = true;
+    loop {
+        let (bytes, lines, closed) = {
+            let mut b = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if b.bytes.len() < WAKE_AT && !b.closed {
+                b = shared
+                    .wake
+                    .wait_timeout(b, INTERVAL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let lines = std::mem::take(&mut b.lines);
+            (
+                std::mem::replace(&mut b.bytes, std::mem::take(&mut spare)),
+                lines,
+                b.closed,
+            )
+        };
+        if !bytes.is_empty() {
+            match out.write_all(&bytes).and_then(|()| out.flush()) {
+                Ok(()) => {
+                    metrics.access_log_lines.inc_by(lines);
+                    failed = false;
+                }
+                Err(e) => {
+                    metrics.access_log_dropped.inc_by(lines);
+                    if !failed {
+                        tracing::warn!("writing the access log failed: {e}");
+                        failed = true;
+                    }
+                }
             }
         }
-    };
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => write(&mut out, line),
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
+        spare = bytes;
+        spare.clear();
+        if closed {
+            return;
         }
-        // Write what else is queued, then flush, so lines appear promptly under light
-        // load and in large writes under heavy load.
-        while let Ok(line) = rx.try_recv() {
-            write(&mut out, line);
-        }
-        let _ = out.flush();
     }
-    let _ = out.flush();
 }

@@ -24,6 +24,7 @@ pub mod testkit;
 use std::sync::Arc;
 
 pub use context::TraceContext;
+pub use infermesh_config::telemetry::ACCESS_LOG_FIELDS;
 pub use metrics::Metrics;
 pub use record::{Decision, Peer, Protocol, Record, Reporter};
 
@@ -96,7 +97,7 @@ impl Telemetry {
             spans.submit(r.span());
         }
         if let Some(log) = &self.access_log {
-            log.write(|fields| r.log_fields(fields));
+            log.write(|fields| r.log_line(fields));
         }
     }
 }

@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value};
-
 use crate::context::TraceContext;
 use crate::export::{self, SpanData};
 use crate::metrics::{IstioLabels, Metrics, Observation};
@@ -201,50 +199,123 @@ impl Record<'_> {
         }
     }
 
-    /// Every access-log field named in `fields`.
-    pub(crate) fn log_fields(&self, fields: &[&'static str]) -> Map<String, Value> {
-        let mut m = Map::new();
+    /// One access-log line (a JSON object with the fields named in `fields`, in
+    /// that order, and a newline), written straight into one string.
+    pub(crate) fn log_line(&self, fields: &[&'static str]) -> String {
+        let mut j = JsonLine::new();
         for &field in fields {
-            let value = match field {
-                "time" => Value::String(rfc3339(self.started)),
-                "request_id" => self.request_id.into(),
-                "trace_id" => self.trace.trace_id_hex().into(),
-                "reporter" => self.reporter.role().into(),
-                "protocol" => match self.protocol {
-                    Protocol::Http => "http",
-                    Protocol::Grpc => "grpc",
+            match field {
+                "time" => j.str(field, &rfc3339(self.started)),
+                "request_id" => j.str(field, self.request_id),
+                "trace_id" => j.str(field, &self.trace.trace_id_hex()),
+                "reporter" => j.str(field, self.reporter.role()),
+                "protocol" => j.str(
+                    field,
+                    match self.protocol {
+                        Protocol::Http => "http",
+                        Protocol::Grpc => "grpc",
+                    },
+                ),
+                "method" => j.str(field, self.method),
+                "path" => j.str(field, self.path),
+                "peer_principal" => j.opt_str(field, self.mtls.then_some(self.source.principal)),
+                "request_principal" => j.opt_str(field, self.request_principal),
+                "source_address" => {
+                    j.opt_str(field, self.source_address.map(|a| a.to_string()).as_deref())
                 }
-                .into(),
-                "method" => self.method.into(),
-                "path" => self.path.into(),
-                "peer_principal" => opt(self.mtls.then_some(self.source.principal)),
-                "request_principal" => opt(self.request_principal),
-                "source_address" => opt(self.source_address.map(|a| a.to_string()).as_deref()),
-                "model" => opt(self.model),
-                "version" => self.version.map_or(Value::Null, Value::from),
-                "signature" => opt(self.signature),
-                "api" => opt(self.api),
-                "decision" => opt(self
-                    .decision
-                    .map(|d| if d.allowed { "allow" } else { "deny" })),
-                "policy" => opt(self.decision.and_then(|d| d.policy)),
-                "status" => self.status.into(),
-                "grpc_status" => self.grpc_status.map_or(Value::Null, Value::from),
-                "response_flags" => self.response_flags.into(),
-                "request_bytes" => self.request_bytes.into(),
-                "response_bytes" => self.response_bytes.into(),
-                "upstream_ms" => self.upstream.map_or(Value::Null, |d| ms(d).into()),
-                "duration_ms" => ms(self.duration).into(),
-                _ => continue,
-            };
-            m.insert(field.to_owned(), value);
+                "model" => j.opt_str(field, self.model),
+                "version" => j.opt_num(field, self.version),
+                "signature" => j.opt_str(field, self.signature),
+                "api" => j.opt_str(field, self.api),
+                "decision" => j.opt_str(
+                    field,
+                    self.decision
+                        .map(|d| if d.allowed { "allow" } else { "deny" }),
+                ),
+                "policy" => j.opt_str(field, self.decision.and_then(|d| d.policy)),
+                "status" => j.opt_num(field, Some(self.status)),
+                "grpc_status" => j.opt_num(field, self.grpc_status),
+                "response_flags" => j.str(field, self.response_flags),
+                "request_bytes" => j.opt_num(field, Some(self.request_bytes)),
+                "response_bytes" => j.opt_num(field, Some(self.response_bytes)),
+                "upstream_ms" => j.opt_num(field, self.upstream.map(ms)),
+                "duration_ms" => j.opt_num(field, Some(ms(self.duration))),
+                _ => {}
+            }
         }
-        m
+        j.finish()
     }
 }
 
-fn opt(s: Option<&str>) -> Value {
-    s.map_or(Value::Null, Value::from)
+/// A JSON object written field by field into one string.
+struct JsonLine(String);
+
+impl JsonLine {
+    fn new() -> JsonLine {
+        let mut s = String::with_capacity(512);
+        s.push('{');
+        JsonLine(s)
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        // serde_json's string escaping, without building a Value.
+        let _ = serde_json::to_writer(string_writer::Writer(&mut self.0), value);
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(key, v),
+            None => {
+                self.key(key);
+                self.0.push_str("null");
+            }
+        }
+    }
+
+    fn opt_num(&mut self, key: &str, value: Option<impl std::fmt::Display>) {
+        use std::fmt::Write as _;
+        self.key(key);
+        match value {
+            Some(v) => {
+                let _ = write!(self.0, "{v}");
+            }
+            None => self.0.push_str("null"),
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push_str("}\n");
+        self.0
+    }
+}
+
+mod string_writer {
+    //! `io::Write` into a `String` for serde_json's escaper (it writes valid UTF-8:
+    //! the escaped form of a `&str`).
+    pub struct Writer<'a>(pub &'a mut String);
+
+    impl std::io::Write for Writer<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let s = std::str::from_utf8(buf)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            self.0.push_str(s);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }
 
 /// Milliseconds with microsecond precision.
@@ -285,6 +356,57 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_log_lines_are_json_with_escaped_strings_in_field_order() {
+        let trace = TraceContext::extract(&http::HeaderMap::new(), 0.0, &mut fastrand::Rng::new());
+        let r = Record {
+            reporter: Reporter::Sidecar,
+            protocol: Protocol::Grpc,
+            method: "POST",
+            path: "/weird\"path\\\u{1}",
+            started: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_micros(1500),
+            upstream: None,
+            request_id: "id-1",
+            trace,
+            source_address: None,
+            source: Peer::UNKNOWN,
+            destination: Peer::UNKNOWN,
+            destination_service: "unknown",
+            mtls: false,
+            request_principal: Some("iss/ünïcode"),
+            model: Some("m"),
+            version: Some(3),
+            signature: None,
+            api: Some("predict"),
+            decision: Some(Decision {
+                allowed: false,
+                policy: Some("p"),
+                rule: Some(0),
+            }),
+            status: 200,
+            grpc_status: Some(7),
+            response_flags: "-",
+            request_bytes: 10,
+            response_bytes: 20,
+        };
+        let line = r.log_line(crate::ACCESS_LOG_FIELDS);
+        assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["path"], "/weird\"path\\\u{1}");
+        assert_eq!(v["request_principal"], "iss/ünïcode");
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["grpc_status"], 7);
+        assert_eq!(v["upstream_ms"], serde_json::Value::Null);
+        assert_eq!(v["duration_ms"], 1.5);
+        assert_eq!(v["peer_principal"], serde_json::Value::Null);
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), crate::ACCESS_LOG_FIELDS.len());
+        let only = r.log_line(&["status", "model"]);
+        assert_eq!(only, "{\"status\":200,\"model\":\"m\"}\n");
+    }
 
     #[test]
     fn rfc3339_times() {
