@@ -118,6 +118,32 @@ pub struct Metrics {
     /// Seconds since the epoch at which the workload certificate expires (0: none).
     pub certificate_expiry: Gauge<i64, AtomicI64>,
     pub(crate) access_log_lines: Counter<u64, AtomicU64>,
+    /// Values other components own (the audit trail, certificates), read at scrape.
+    external: Mutex<Vec<External>>,
+}
+
+/// The kind of an externally owned metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// A metric whose value another component keeps, read when metrics are scraped.
+struct External {
+    /// Without `_total` for counters (it is added).
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    read: Box<dyn Fn() -> f64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("External")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl Default for Metrics {
@@ -241,7 +267,29 @@ impl Metrics {
             access_log_dropped,
             certificate_expiry,
             access_log_lines,
+            external: Mutex::default(),
         }
+    }
+
+    /// Adds a metric another component keeps (e.g. the audit trail's backlog): `read`
+    /// is called at every scrape. `name` follows Prometheus naming; counters get
+    /// `_total` appended.
+    pub fn external(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.external
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(External {
+                name,
+                help,
+                kind,
+                read: Box::new(read),
+            });
     }
 
     /// Counts one request in Istio's four metrics.
@@ -334,15 +382,83 @@ impl Metrics {
 
     /// The registry in OpenMetrics text (`# EOF` terminated).
     pub fn openmetrics(&self) -> String {
+        use std::fmt::Write as _;
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+        {
             tracing::warn!("encoding metrics failed: {e}");
         }
+        for m in self
+            .external
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let (kind, sample) = match m.kind {
+                Kind::Counter => ("counter", format!("{}_total", m.name)),
+                Kind::Gauge => ("gauge", m.name.to_owned()),
+            };
+            let value = (m.read)();
+            let _ = write!(
+                out,
+                "# HELP {name} {help}.\n# TYPE {name} {kind}\n{sample} {value}\n",
+                name = m.name,
+                help = m.help,
+            );
+        }
+        out.push_str("# EOF\n");
         out
     }
 
     /// The registry in the Prometheus text format 0.0.4.
     pub fn prometheus_text(&self) -> String {
         crate::exposition::to_prometheus_text(&self.openmetrics())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn external_metrics_are_read_at_every_scrape() {
+        let metrics = Metrics::new();
+        let backlog = Arc::new(AtomicU64::new(3));
+        let b = backlog.clone();
+        metrics.external(
+            "infermesh_test_backlog_records",
+            "Records waiting",
+            Kind::Gauge,
+            move || b.load(Ordering::Relaxed) as f64,
+        );
+        metrics.external("infermesh_test_failures", "Failures", Kind::Counter, || 2.0);
+        let om = metrics.openmetrics();
+        assert!(
+            om.contains(
+                "# TYPE infermesh_test_backlog_records gauge\ninfermesh_test_backlog_records 3\n"
+            ),
+            "{om}"
+        );
+        assert!(
+            om.contains(
+                "# TYPE infermesh_test_failures counter\ninfermesh_test_failures_total 2\n"
+            ),
+            "{om}"
+        );
+        assert!(om.ends_with("# EOF\n"));
+        backlog.store(7, Ordering::Relaxed);
+        let text = metrics.prometheus_text();
+        assert!(
+            text.contains("infermesh_test_backlog_records 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE infermesh_test_failures_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
     }
 }
