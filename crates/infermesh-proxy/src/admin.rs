@@ -8,7 +8,11 @@
 //!   checks otherwise, and 503 `draining` from the moment shutdown begins, so a load
 //!   balancer or Kubernetes stops sending before the listeners close;
 //! * `GET /metrics` — the process's metrics, Prometheus text 0.0.4, or OpenMetrics
-//!   when the `Accept` header asks for it.
+//!   when the `Accept` header asks for it;
+//! * `POST /reload` — re-read `mesh.yaml` now: 200 with what changed (or `unchanged`),
+//!   422 with the file:line errors when the file is invalid (the running config keeps
+//!   serving). The admin listener has no authentication: bind it to loopback or a
+//!   pod-internal address.
 //!
 //! Anything else is 404.
 
@@ -29,6 +33,7 @@ use hyper_util::server::conn::auto;
 use infermesh_config::{Address, MeshConfig};
 use infermesh_telemetry::{Telemetry, exposition};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::pipeline::Role;
 
@@ -51,6 +56,16 @@ impl Readiness {
     }
 }
 
+/// A `POST /reload` handed to whoever watches the config file: it answers with an
+/// HTTP status and a text body.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    pub reply: oneshot::Sender<(u16, String)>,
+}
+
+/// How long `POST /reload` waits for the reload to finish.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the admin endpoints report on.
 #[derive(Debug)]
 pub struct Admin {
@@ -58,6 +73,8 @@ pub struct Admin {
     pub telemetry: Arc<Telemetry>,
     pub config: Arc<ArcSwap<MeshConfig>>,
     pub role: Role,
+    /// Where `POST /reload` goes (none: the config is not reloadable here).
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -71,6 +88,12 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 }
 
 async fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() == "/reload" {
+        if request.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only POST\n");
+        }
+        return reload(admin).await;
+    }
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -95,6 +118,36 @@ async fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Byt
             response
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+async fn reload(admin: &Admin) -> Response<Full<Bytes>> {
+    let Some(sender) = &admin.reload else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "this process does not reload its config\n",
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    if sender.send(ReloadRequest { reply }).await.is_err() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the config watcher has stopped\n",
+        );
+    }
+    match tokio::time::timeout(RELOAD_TIMEOUT, answer).await {
+        Ok(Ok((status, body))) => text(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        ),
+        Ok(Err(_)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the config watcher has stopped\n",
+        ),
+        Err(_) => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the reload did not finish in time\n",
+        ),
     }
 }
 

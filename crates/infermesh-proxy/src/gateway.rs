@@ -9,8 +9,9 @@ use arc_swap::ArcSwap;
 use infermesh_config::MeshConfig;
 use infermesh_telemetry::Telemetry;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
-use crate::admin;
+use crate::admin::{self, ReloadRequest};
 use crate::error::ProxyError;
 use crate::listener;
 use crate::pipeline::{Proxy, ProxyStats, Role};
@@ -22,6 +23,8 @@ pub struct Gateway {
     listeners: Vec<TcpListener>,
     /// The admin listener (`gateway.admin`), if configured.
     admin: Option<TcpListener>,
+    /// Where the admin's `POST /reload` goes.
+    reload: Option<mpsc::Sender<ReloadRequest>>,
     proxy: Arc<Proxy>,
 }
 
@@ -31,6 +34,7 @@ pub struct Sidecar {
     listener: TcpListener,
     /// The admin listener (`workloads[].admin`), if configured.
     admin: Option<TcpListener>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
     proxy: Arc<Proxy>,
 }
 
@@ -81,6 +85,7 @@ impl Gateway {
         Ok(Gateway {
             listeners,
             admin: None,
+            reload: None,
             proxy: Arc::new(Proxy::new(Role::Gateway, config, telemetry)),
         })
     }
@@ -88,6 +93,12 @@ impl Gateway {
     /// Serves the admin endpoints on `listener` too (tests bind port 0).
     pub fn with_admin(mut self, listener: TcpListener) -> Gateway {
         self.admin = Some(listener);
+        self
+    }
+
+    /// Lets the admin's `POST /reload` ask `reload` to re-read the config.
+    pub fn with_reload(mut self, reload: mpsc::Sender<ReloadRequest>) -> Gateway {
+        self.reload = Some(reload);
         self
     }
 
@@ -104,7 +115,13 @@ impl Gateway {
     /// requests finish for up to `limits.drain_timeout`. From the moment shutdown
     /// begins, `/readyz` answers 503.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        run(self.listeners, self.admin, self.proxy, shutdown).await
+        run(
+            self.listeners,
+            (self.admin, self.reload),
+            self.proxy,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -112,7 +129,7 @@ impl Gateway {
 /// from the moment shutdown begins.
 async fn run(
     listeners: Vec<TcpListener>,
-    admin: Option<TcpListener>,
+    (admin, reload): (Option<TcpListener>, Option<mpsc::Sender<ReloadRequest>>),
     proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
@@ -123,6 +140,7 @@ async fn run(
             telemetry: proxy.telemetry.clone(),
             config: proxy.config.clone(),
             role: proxy.role.clone(),
+            reload,
         };
         tokio::spawn(admin::serve(listener, Arc::new(state)))
     });
@@ -162,6 +180,12 @@ impl Sidecar {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// As [`Gateway::with_reload`].
+    pub fn with_reload(mut self, reload: mpsc::Sender<ReloadRequest>) -> Sidecar {
+        self.reload = Some(reload);
+        self
+    }
+
     /// A sidecar on an already bound listener (tests bind port 0).
     pub fn from_listener(
         config: Arc<ArcSwap<MeshConfig>>,
@@ -178,6 +202,7 @@ impl Sidecar {
         Ok(Sidecar {
             listener,
             admin: None,
+            reload: None,
             proxy: Arc::new(Proxy::new(role, config, telemetry)),
         })
     }
@@ -192,6 +217,12 @@ impl Sidecar {
 
     /// As [`Gateway::run`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        run(vec![self.listener], self.admin, self.proxy, shutdown).await
+        run(
+            vec![self.listener],
+            (self.admin, self.reload),
+            self.proxy,
+            shutdown,
+        )
+        .await
     }
 }

@@ -37,6 +37,7 @@ pub mod route;
 mod signature;
 mod upstream;
 
+pub use admin::ReloadRequest;
 pub use error::{Failure, ProxyError};
 pub use gateway::{Gateway, Sidecar};
 pub use identity::{Connection, PeerIdentity, RequestAuth};

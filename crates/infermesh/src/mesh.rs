@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use infermesh_config::MeshConfig;
+use std::sync::atomic::Ordering;
+
 use infermesh_proxy::{Gateway, Sidecar};
-use infermesh_telemetry::Telemetry;
+use infermesh_telemetry::{Kind, Telemetry};
 
 use crate::cli::{GatewayArgs, SidecarArgs};
 use crate::reload;
@@ -30,8 +31,8 @@ pub fn locate(path: &Path) -> PathBuf {
 
 pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let reloader = reload::load(&args.config, reload::Role::Gateway)?;
-    let telemetry = start_telemetry(&reloader.config().load())?;
-    let gateway = Gateway::bind(reloader.config(), telemetry)?;
+    let telemetry = start_telemetry(&reloader)?;
+    let gateway = Gateway::bind(reloader.config(), telemetry)?.with_reload(reloader.admin_sender());
     let _reload = reloader.spawn();
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening (TF Serving REST and gRPC)");
@@ -49,8 +50,9 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
         workload: args.workload.clone(),
     };
     let reloader = reload::load(&args.config, role)?;
-    let telemetry = start_telemetry(&reloader.config().load())?;
-    let sidecar = Sidecar::bind(reloader.config(), &args.workload, telemetry)?;
+    let telemetry = start_telemetry(&reloader)?;
+    let sidecar = Sidecar::bind(reloader.config(), &args.workload, telemetry)?
+        .with_reload(reloader.admin_sender());
     let _reload = reloader.spawn();
     for addr in sidecar.local_addrs() {
         tracing::info!(%addr, workload = %args.workload, "sidecar listening");
@@ -64,9 +66,24 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
 }
 
 /// The process's telemetry (metrics always; access log and span export as
-/// `telemetry:` says). Call inside the tokio runtime.
-pub fn start_telemetry(config: &MeshConfig) -> anyhow::Result<Arc<Telemetry>> {
-    let telemetry = Telemetry::start(&config.telemetry)
+/// `telemetry:` says), with the reloader's counts among the metrics. Call inside the
+/// tokio runtime.
+pub fn start_telemetry(reloader: &reload::Reloader) -> anyhow::Result<Arc<Telemetry>> {
+    let telemetry = Telemetry::start(&reloader.config().load().telemetry)
         .map_err(|e| anyhow::anyhow!("starting the access log failed: {e}"))?;
+    let stats = reloader.stats();
+    let applied = stats.clone();
+    telemetry.metrics.external(
+        "infermesh_config_reloads_applied",
+        "Reloads of mesh.yaml that took effect",
+        Kind::Counter,
+        move || applied.applied.load(Ordering::Relaxed) as f64,
+    );
+    telemetry.metrics.external(
+        "infermesh_config_reloads_rejected",
+        "Reloads of mesh.yaml rejected as invalid (the previous config kept serving)",
+        Kind::Counter,
+        move || stats.rejected.load(Ordering::Relaxed) as f64,
+    );
     Ok(Arc::new(telemetry))
 }

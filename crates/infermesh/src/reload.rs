@@ -7,6 +7,8 @@
 //! that also re-reads the `istio_files` it lists, which are not polled). The new text
 //! is validated as at start, with the same file:line errors.
 //!
+//! * Triggers: the file changed (polled every second), `SIGHUP`, or `POST /reload`
+//!   on the admin listener (answered with what changed, or the errors).
 //! * Valid: swapped atomically into the shared `ArcSwap` the gateway and sidecars read
 //!   once per request; one info line with the file's digest and what changed.
 //! * Invalid: the old config keeps serving; a warning with every error and the count
@@ -26,6 +28,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use infermesh_config::{MeshConfig, Model, Workload};
+use infermesh_proxy::ReloadRequest;
+use tokio::sync::mpsc;
 
 use crate::error::InvalidConfig;
 
@@ -34,9 +38,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// A file modified less than this long ago is re-read on every poll (its mtime may
 /// not move on a same-size rewrite within the filesystem's timestamp granularity).
 const RACY_WINDOW: Duration = Duration::from_secs(2);
-
-/// Rejected reloads since the process started (until metrics take over).
-static REJECTED: AtomicU64 = AtomicU64::new(0);
 
 /// Which processes share the config, so which fields are fixed at start.
 #[derive(Clone, Debug)]
@@ -91,6 +92,25 @@ pub struct Reloader {
     stamp: Option<Stamp>,
     /// Digest (or read error) of the last rejected text, reported once.
     last_rejected: Option<String>,
+    stats: Arc<ReloadStats>,
+    /// Reload requests from the admin endpoint (`POST /reload`).
+    requests: mpsc::Receiver<ReloadRequest>,
+    sender: mpsc::Sender<ReloadRequest>,
+}
+
+/// How many reloads took effect and how many were rejected.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub applied: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// What one reload did, as the admin endpoint reports it.
+#[derive(Debug)]
+enum Outcome {
+    Unchanged,
+    Applied(String),
+    Rejected(String),
 }
 
 /// Why the file is read.
@@ -98,6 +118,7 @@ pub struct Reloader {
 enum Trigger {
     Poll,
     Sighup,
+    Admin,
 }
 
 impl Trigger {
@@ -105,6 +126,7 @@ impl Trigger {
         match self {
             Trigger::Poll => "file changed",
             Trigger::Sighup => "SIGHUP",
+            Trigger::Admin => "admin POST /reload",
         }
     }
 }
@@ -128,6 +150,7 @@ pub fn load(path: &Path, role: Role) -> anyhow::Result<Reloader> {
     let stamp = Stamp::of(path);
     let text = read(path).map_err(|e| invalid(&e))?;
     let config = infermesh_config::parse(&text, path).map_err(|e| invalid(&e))?;
+    let (sender, requests) = mpsc::channel(8);
     Ok(Reloader {
         path: path.to_path_buf(),
         role,
@@ -135,6 +158,9 @@ pub fn load(path: &Path, role: Role) -> anyhow::Result<Reloader> {
         digest: infermesh_config::digest(&text),
         stamp,
         last_rejected: None,
+        stats: Arc::default(),
+        requests,
+        sender,
     })
 }
 
@@ -142,6 +168,16 @@ impl Reloader {
     /// The shared config the proxies read.
     pub fn config(&self) -> Arc<ArcSwap<MeshConfig>> {
         self.config.clone()
+    }
+
+    /// Where the admin endpoint sends `POST /reload` requests.
+    pub fn admin_sender(&self) -> mpsc::Sender<ReloadRequest> {
+        self.sender.clone()
+    }
+
+    /// Reloads applied and rejected so far (exported as metrics).
+    pub fn stats(&self) -> Arc<ReloadStats> {
+        self.stats.clone()
     }
 
     /// Starts watching: polls every second and listens for SIGHUP (registered before
@@ -177,47 +213,70 @@ impl Reloader {
                 };
                 #[cfg(not(unix))]
                 let sighup = std::future::pending::<()>();
-                let trigger = tokio::select! {
-                    _ = tick.tick() => Trigger::Poll,
-                    () = sighup => Trigger::Sighup,
+                let (trigger, reply) = tokio::select! {
+                    _ = tick.tick() => (Trigger::Poll, None),
+                    () = sighup => (Trigger::Sighup, None),
+                    Some(request) = self.requests.recv() => (Trigger::Admin, Some(request.reply)),
                 };
-                self.check(trigger);
+                let outcome = self.check(trigger);
+                if let Some(reply) = reply {
+                    let answer = match outcome {
+                        Outcome::Unchanged => (200, format!("unchanged ({})\n", self.digest)),
+                        Outcome::Applied(changes) => {
+                            (200, format!("reloaded ({}): {changes}\n", self.digest))
+                        }
+                        Outcome::Rejected(errors) => (
+                            422,
+                            format!("rejected; the previous config keeps serving:\n{errors}\n"),
+                        ),
+                    };
+                    let _ = reply.send(answer);
+                }
             }
         })
     }
 
-    /// One check: re-reads the file when it (may have) changed, or always on SIGHUP.
-    fn check(&mut self, trigger: Trigger) {
+    /// One check: re-reads the file when it (may have) changed, or always on SIGHUP
+    /// and admin requests.
+    fn check(&mut self, trigger: Trigger) -> Outcome {
         let stamp = Stamp::of(&self.path);
         if trigger == Trigger::Poll {
             let unchanged = stamp == self.stamp && !stamp.as_ref().is_some_and(Stamp::racy);
             if unchanged {
-                return;
+                return Outcome::Unchanged;
             }
         }
-        if trigger == Trigger::Sighup {
-            tracing::info!(file = %self.path.display(), "SIGHUP: re-reading the mesh config");
+        if trigger != Trigger::Poll {
+            tracing::info!(
+                file = %self.path.display(),
+                "{}: re-reading the mesh config",
+                trigger.as_str()
+            );
         }
         self.stamp = stamp;
         let text = match read(&self.path) {
             Ok(text) => text,
             Err(error) => {
                 self.reject(trigger, error.clone(), &error);
-                return;
+                return Outcome::Rejected(error);
             }
         };
         let digest = infermesh_config::digest(&text);
         if trigger == Trigger::Poll && digest == self.digest {
             // Touched, or rewritten with the same text.
             self.last_rejected = None;
-            return;
+            return Outcome::Unchanged;
         }
         match infermesh_config::parse(&text, &self.path) {
             Ok(new) => {
                 self.last_rejected = None;
-                self.apply(trigger, new, digest);
+                Outcome::Applied(self.apply(trigger, new, digest))
             }
-            Err(errors) => self.reject(trigger, digest, &errors.to_string()),
+            Err(errors) => {
+                let errors = errors.to_string();
+                self.reject(trigger, digest, &errors);
+                Outcome::Rejected(errors)
+            }
         }
     }
 
@@ -226,7 +285,7 @@ impl Reloader {
             return;
         }
         self.last_rejected = Some(key);
-        let rejected = REJECTED.fetch_add(1, Ordering::Relaxed) + 1;
+        let rejected = self.stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::warn!(
             file = %self.path.display(),
             trigger = trigger.as_str(),
@@ -236,7 +295,8 @@ impl Reloader {
         );
     }
 
-    fn apply(&mut self, trigger: Trigger, new: MeshConfig, digest: String) {
+    /// Swaps `new` in; returns what changed.
+    fn apply(&mut self, trigger: Trigger, new: MeshConfig, digest: String) -> String {
         let old = self.config.load_full();
         let (applied, restart) = keep_fixed(&self.role, &old, new);
         let changes = describe(&old, &applied);
@@ -257,6 +317,15 @@ impl Reloader {
                  values stay in use; everything else is applied): {}",
                 restart.join("; ")
             );
+        }
+        self.stats.applied.fetch_add(1, Ordering::Relaxed);
+        if restart.is_empty() {
+            changes
+        } else {
+            format!(
+                "{changes} (not applied, need a restart: {})",
+                restart.join("; ")
+            )
         }
     }
 }

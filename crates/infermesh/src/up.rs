@@ -4,7 +4,8 @@
 //! workload's upstream addresses, every workload's sidecar, and the gateway. It prints
 //! what it started and a token to try it with, and stops all of it on
 //! Ctrl-C/SIGTERM, the gateway first so no new request enters while the rest drains.
-//! The mesh file is reloaded when it changes or on SIGHUP (`reload.rs`).
+//! The mesh file is reloaded when it changes, on SIGHUP, or on `POST /reload` at the
+//! admin listener (`reload.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -94,13 +95,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
 
     let servers = model_servers(&mesh).await?;
-    let telemetry = crate::mesh::start_telemetry(&mesh)?;
+    let telemetry = crate::mesh::start_telemetry(&reloader)?;
     let mut sidecars = Vec::new();
     for name in mesh.workloads.keys() {
         let sidecar = Sidecar::bind(config.clone(), name, telemetry.clone())?;
         sidecars.push((name.clone(), sidecar));
     }
-    let gateway = Gateway::bind(config.clone(), telemetry)?;
+    let gateway = Gateway::bind(config.clone(), telemetry)?.with_reload(reloader.admin_sender());
 
     println!("infermesh up: mesh from {}", path.display());
     if let Some(dev) = &mesh.dev_issuer {
@@ -131,7 +132,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         addrs.join(", ")
     );
     if let Some(admin) = gateway.admin_addr() {
-        println!("  admin         http://{admin} (/healthz, /readyz, /metrics)");
+        println!("  admin         http://{admin} (/healthz, /readyz, /metrics, POST /reload)");
     }
     if let Some(model) = mesh.models.keys().next() {
         let rest = gateway_addrs
@@ -157,7 +158,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             );
         }
     }
-    println!("Stop with Ctrl-C. Edits to the mesh file (or SIGHUP) reload it.");
+    println!(
+        "Stop with Ctrl-C. Edits to the mesh file (or SIGHUP, or POST /reload on the admin listener) reload it."
+    );
     let _reload = reloader.spawn();
 
     // Stop order: gateway first, then sidecars, then model servers.

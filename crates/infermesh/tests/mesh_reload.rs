@@ -330,3 +330,82 @@ fn sighup_rereads_the_file_and_its_istio_files() {
         mesh.logs()
     );
 }
+
+/// `POST {admin}/reload`: (status, body).
+fn admin_reload(mesh: &Mesh, agent: &ureq::Agent) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{}/reload", mesh.ports.admin);
+    let mut r = agent.post(&url).send_empty().expect("POST /reload");
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+#[test]
+fn admin_post_reload_applies_a_valid_file_and_reports_an_invalid_one() {
+    let mesh = Mesh::up(&MeshSpec::route(STABLE));
+    let agent = common::http_agent();
+    wait_for_version(&mesh, &agent, 1, "start");
+
+    // Invalid: 422 with the file:line:col error; the old config keeps serving.
+    let misspelt = CANARY.replace("split", "splt");
+    write_atomically(&mesh.config, &mesh_yaml(&mesh, &misspelt, ""));
+    let (status, body) = admin_reload(&mesh, &agent);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("the previous config keeps serving"), "{body}");
+    assert!(
+        body.contains("models[0].route: unknown field `splt`, did you mean `split`?"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("{}:", mesh.config.display())),
+        "{body}"
+    );
+    assert_eq!(served(&probe(&mesh, &agent)), Ok(1));
+
+    // Valid: 200; once it answers, the new split serves (the poller may have applied
+    // the file a moment earlier: then the answer says so, and traffic agrees too).
+    write_atomically(&mesh.config, &mesh_yaml(&mesh, CANARY, ""));
+    let (status, body) = admin_reload(&mesh, &agent);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("reloaded") || body.starts_with("unchanged"),
+        "{body}"
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            served(&probe(&mesh, &agent)),
+            Ok(2),
+            "after POST /reload: {body}"
+        );
+    }
+
+    // Both outcomes are counted on /metrics.
+    let url = format!("http://127.0.0.1:{}/metrics", mesh.ports.admin);
+    let metrics = agent
+        .get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| {
+                panic!("{name} missing:\n{metrics}");
+            });
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        value("infermesh_config_reloads_rejected_total ") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("infermesh_config_reloads_applied_total ") >= 1.0,
+        "{metrics}"
+    );
+    // GET is not a reload.
+    let get = agent
+        .get(format!("http://127.0.0.1:{}/reload", mesh.ports.admin))
+        .call();
+    assert_eq!(get.unwrap().status().as_u16(), 405);
+}

@@ -485,6 +485,7 @@ async fn readyz_turns_503_once_draining_begins() {
         telemetry: Arc::default(),
         config: mesh.config.clone(),
         role: crate::pipeline::Role::Gateway,
+        reload: None,
     };
     assert_eq!(crate::admin::ready(&admin).await.status(), 200);
     admin.readiness.set_draining();
