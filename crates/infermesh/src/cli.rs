@@ -41,6 +41,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Compile the mesh into Istio resources or Kubernetes manifests (YAML).
     Export(crate::export::ExportArgs),
+    /// Check mesh files as `up`, `gateway` and `sidecar` would, without starting
+    /// anything: exit 0 when valid, 64 with file:line errors when not.
+    Validate(crate::validate::ValidateArgs),
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod policy;
 mod reload;
 mod shutdown;
 mod up;
+mod validate;
 
 use clap::Parser;
 
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
             }) => policy::check(args),
             cli::Command::Token(args) => dev_issuer::token(args),
             cli::Command::Export(args) => export::run(args),
+            cli::Command::Validate(args) => validate::run(args),
         }
     });
     match result {

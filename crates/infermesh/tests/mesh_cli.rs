@@ -258,3 +258,45 @@ fn invalid_mesh_yaml_exits_64_with_file_line_errors() {
         &["workload \"nope\" is not in the mesh config".to_string()],
     );
 }
+
+#[test]
+fn validate_checks_files_without_starting_anything() {
+    let root = common::repo_root();
+    let quickstart = root
+        .join("examples/quickstart/mesh.yaml")
+        .display()
+        .to_string();
+    let k8s = root
+        .join("examples/kubernetes/mesh.yaml")
+        .display()
+        .to_string();
+    let (status, stdout, stderr) = run_to_end(
+        &["validate".into(), quickstart.clone(), k8s],
+        &root,
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.matches(": valid — ").count(), 2, "{stdout}");
+    assert!(stdout.contains("digest sha256:"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "models:\n  - name: m\n    servd_by: w\n").unwrap();
+    let (status, stdout, stderr) = run_to_end(
+        &["validate".into(), quickstart, bad.display().to_string()],
+        &root,
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(64), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(": valid — "),
+        "the valid file is still reported: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:5: models[0]: unknown field `servd_by`",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+}
