@@ -30,6 +30,7 @@ pub mod identity;
 mod inspect;
 mod listener;
 mod mirror;
+mod names;
 mod pipeline;
 mod record;
 pub mod respond;

@@ -39,6 +39,7 @@ use crate::endpoints::EndpointSet;
 use crate::error::Failure;
 use crate::forward::{Clients, Outbound, strip_hop_by_hop};
 use crate::inspect::{self, Inspected, Protocol};
+use crate::names::NameCache;
 use crate::record::{self, Exchange};
 use crate::respond::{self, VERSION_HEADER};
 use crate::upstream::Upstreams;
@@ -99,6 +100,8 @@ pub struct Proxy {
     pub stats: Arc<ProxyStats>,
     /// Metrics, spans and access log of the process.
     pub telemetry: Arc<Telemetry>,
+    /// Label values derived from the config in use.
+    pub names: NameCache,
 }
 
 /// The result of the route stage: what to send where, under which policy.
@@ -120,6 +123,7 @@ impl Proxy {
         let clients = Clients::new(&config.load().limits);
         let authorizers = Authorizers::new(config.load_full());
         let authenticators = Authenticators::new(&config.load());
+        let names = NameCache::new(config.load_full());
         Proxy {
             role,
             config,
@@ -129,6 +133,7 @@ impl Proxy {
             upstreams: Upstreams::default(),
             stats: Arc::default(),
             telemetry,
+            names,
         }
     }
 

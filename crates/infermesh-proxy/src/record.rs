@@ -17,7 +17,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use infermesh_authz::Decision;
-use infermesh_config::{MeshConfig, Workload};
+use infermesh_config::MeshConfig;
 use infermesh_telemetry::{Peer, Record, Reporter, TraceContext, context};
 
 use crate::body::{BoxError, ProxyBody};
@@ -37,7 +37,8 @@ pub struct Exchange {
     pub started: Instant,
     pub started_at: SystemTime,
     pub method: Method,
-    pub path: String,
+    /// The request target as it came (its path is logged and traced).
+    pub uri: http::Uri,
     pub request_id: HeaderValue,
     pub trace: TraceContext,
     pub connection: Option<Connection>,
@@ -77,7 +78,7 @@ impl Exchange {
             started: Instant::now(),
             started_at: SystemTime::now(),
             method: request.method().clone(),
-            path: request.uri().path().to_owned(),
+            uri: request.uri().clone(),
             request_id,
             trace,
             connection: request.extensions().get::<Connection>().copied(),
@@ -190,14 +191,6 @@ fn grpc_status(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
-/// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>` of a workload.
-fn principal_of(trust_domain: &str, w: &Workload) -> String {
-    format!(
-        "spiffe://{trust_domain}/ns/{}/sa/{}",
-        w.namespace, w.service_account
-    )
-}
-
 fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnected: bool) {
     let x = &f.exchange;
     let config = &f.config;
@@ -211,11 +204,25 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
         Some("") => Some("serving_default"),
         s => s,
     };
-    let td = &config.trust_domain;
-    let source_principal = x.peer.as_ref().map(|p| format!("spiffe://{p}"));
+    let names = f.proxy.names.get(config);
+    // The peer's SPIFFE ID: precomputed for configured workloads, else formatted.
+    let caller = x
+        .peer
+        .as_deref()
+        .and_then(|p| names.by_principal.get(p))
+        .and_then(|name| config.workloads.get(name));
+    let unknown_peer = match (x.peer.as_deref(), caller) {
+        (Some(p), None) => Some(format!("spiffe://{p}")),
+        _ => None,
+    };
+    let source_principal = match (caller, &unknown_peer) {
+        (Some(w), _) => names.workloads.get(&w.name).map(|n| n.spiffe.as_str()),
+        (None, Some(p)) => Some(p.as_str()),
+        (None, None) => None,
+    };
     let (reporter, destination, source) = match &f.proxy.role {
         Role::Gateway => {
-            let destination = model.and_then(|m| config.workload_of(m)).cloned();
+            let destination = model.and_then(|m| config.workload_of(m));
             let source = Peer {
                 workload: GATEWAY_WORKLOAD,
                 namespace: GATEWAY_NAMESPACE,
@@ -224,23 +231,17 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
             (Reporter::Gateway, destination, source)
         }
         Role::Sidecar { workload } => {
-            let destination = config.workloads.get(workload).cloned();
-            // The caller, from its verified certificate: a configured workload or
-            // the gateway, else unknown.
-            let caller = x.peer.as_deref().and_then(|p| {
-                config
-                    .workloads
-                    .values()
-                    .find(|w| p == format!("{td}/ns/{}/sa/{}", w.namespace, w.service_account))
-            });
+            let destination = config.workloads.get(workload);
+            // The caller, from its verified certificate: a configured workload, else
+            // unknown.
             let source = match caller {
                 Some(w) => Peer {
                     workload: &w.name,
                     namespace: &w.namespace,
-                    principal: source_principal.as_deref().unwrap_or("unknown"),
+                    principal: source_principal.unwrap_or("unknown"),
                 },
                 None => Peer {
-                    principal: source_principal.as_deref().unwrap_or("unknown"),
+                    principal: source_principal.unwrap_or("unknown"),
                     ..Peer::UNKNOWN
                 },
             };
@@ -251,25 +252,16 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
     // connection used mTLS is not tracked yet, so it reports `unknown` (Istio's
     // value for a source reporter that cannot tell).
     let mtls = matches!(f.proxy.role, Role::Sidecar { .. }) && x.peer.is_some();
-    let (dest_principal, dest_service) = match &destination {
-        Some(w) => (
-            if mtls {
-                principal_of(td, w)
-            } else {
-                "unknown".to_owned()
-            },
-            format!("{}.{}.svc.cluster.local", w.name, w.namespace),
-        ),
-        None => ("unknown".to_owned(), "unknown".to_owned()),
-    };
-    let dest = match &destination {
-        Some(w) => Peer {
+    let dest_names = destination.and_then(|w| names.workloads.get(&w.name));
+    let dest = match (destination, dest_names) {
+        (Some(w), Some(n)) => Peer {
             workload: &w.name,
             namespace: &w.namespace,
-            principal: &dest_principal,
+            principal: if mtls { &n.spiffe } else { "unknown" },
         },
-        None => Peer::UNKNOWN,
+        _ => Peer::UNKNOWN,
     };
+    let dest_service = dest_names.map_or("unknown", |n| n.service.as_str());
     let flags = match (disconnected, x.failure.as_deref()) {
         (true, _) => "DC",
         (false, Some("route")) => "NR",
@@ -290,7 +282,7 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
             Protocol::Grpc => infermesh_telemetry::Protocol::Grpc,
         },
         method: x.method.as_str(),
-        path: &x.path,
+        path: x.uri.path(),
         started: x.started_at,
         duration: x.started.elapsed(),
         upstream: x.upstream,
@@ -299,7 +291,7 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
         source_address: x.connection.map(|c| c.peer),
         source,
         destination: dest,
-        destination_service: &dest_service,
+        destination_service: dest_service,
         mtls,
         request_principal: x.request_principal.as_deref(),
         model: model.map(|m| m.name.as_str()),

@@ -23,7 +23,8 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// The sending side of the access log.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    fields: Arc<[&'static str]>,
+    /// The configured fields, as positions in `ACCESS_LOG_FIELDS`.
+    fields: Arc<[usize]>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 }
@@ -68,15 +69,20 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || write_out(&writer, out, &lines))?;
+        let fields: Vec<usize> = config
+            .fields
+            .iter()
+            .filter_map(|f| crate::ACCESS_LOG_FIELDS.iter().position(|k| k == f))
+            .collect();
         Ok(AccessLog {
-            fields: config.fields.clone().into(),
+            fields: fields.into(),
             shared,
             metrics,
         })
     }
 
     /// Queues one line, made by `line` from the configured fields.
-    pub fn write(&self, line: impl FnOnce(&[&'static str]) -> String) {
+    pub fn write(&self, line: impl FnOnce(&[usize]) -> String) {
         let line = line(&self.fields);
         let mut b = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
         if b.bytes.len() + line.len() > MAX_BUFFERED {

@@ -103,13 +103,12 @@ impl TraceContext {
 
     /// `00-<trace id>-<this span>-<flags>`.
     pub fn traceparent(&self) -> HeaderValue {
-        let value = format!(
-            "00-{}-{}-{}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            if self.sampled { "01" } else { "00" }
-        );
-        HeaderValue::from_str(&value).expect("hex digits and dashes are a valid header value")
+        let mut b = [b'-'; 55];
+        b[..2].copy_from_slice(b"00");
+        hex_into(&self.trace_id, &mut b[3..35]);
+        hex_into(&self.span_id, &mut b[36..52]);
+        b[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
+        HeaderValue::from_bytes(&b).expect("hex digits and dashes are a valid header value")
     }
 
     /// The trace id as 32 lowercase hex digits.
@@ -128,21 +127,17 @@ pub fn request_id(headers: &mut HeaderMap, rng: &mut fastrand::Rng) -> HeaderVal
     {
         return v.clone();
     }
-    let b = rng.u128(..).to_be_bytes();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&b);
+    let mut id = rng.u128(..).to_be_bytes();
     id[6] = (id[6] & 0x0f) | 0x40;
     id[8] = (id[8] & 0x3f) | 0x80;
-    let h = hex(&id);
-    let value = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
-    let value = HeaderValue::from_str(&value).expect("a UUID is a valid header value");
+    // 8-4-4-4-12 hex digits.
+    let mut b = [b'-'; 36];
+    hex_into(&id[0..4], &mut b[0..8]);
+    hex_into(&id[4..6], &mut b[9..13]);
+    hex_into(&id[6..8], &mut b[14..18]);
+    hex_into(&id[8..10], &mut b[19..23]);
+    hex_into(&id[10..16], &mut b[24..36]);
+    let value = HeaderValue::from_bytes(&b).expect("a UUID is a valid header value");
     headers.insert(REQUEST_ID, value.clone());
     value
 }
@@ -257,14 +252,23 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         s.push(DIGITS[(b >> 4) as usize] as char);
         s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[(b >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b & 15) as usize];
+    }
 }
 
 fn nonzero_id16(rng: &mut fastrand::Rng) -> [u8; 16] {

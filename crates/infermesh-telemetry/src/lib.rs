@@ -88,7 +88,7 @@ impl Telemetry {
     /// Records one finished exchange in metrics, trace and access log.
     pub fn record(&self, r: &Record<'_>) {
         self.metrics
-            .observe(r.labels(&self.metrics), r.observation());
+            .observe(&r.labels(&self.metrics), r.observation());
         if let Some(d) = &r.decision {
             self.metrics
                 .decision(r.reporter.label(), d.allowed, d.policy);

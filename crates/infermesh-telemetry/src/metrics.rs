@@ -6,10 +6,11 @@
 //! `unknown`, signatures are capped per model), so cardinality is bounded.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Mutex, RwLock};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -26,7 +27,22 @@ const BYTES_BUCKETS: &[f64] = &[1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9
 /// Distinct signature names counted per model; later ones count as `other`.
 const MAX_SIGNATURES_PER_MODEL: usize = 16;
 
-/// The labels of Istio's request metrics, plus the model's.
+/// A model version as a label value: the number, or `unknown`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct VersionLabel(pub Option<i64>);
+
+impl EncodeLabelValue for VersionLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        match self.0 {
+            Some(v) => write!(encoder, "{v}"),
+            None => encoder.write_str("unknown"),
+        }
+    }
+}
+
+/// The labels of Istio's request metrics, plus the model's (owned: what the registry
+/// keeps for each series).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IstioLabels {
     pub reporter: &'static str,
@@ -37,16 +53,115 @@ pub struct IstioLabels {
     pub destination_workload_namespace: String,
     pub destination_principal: String,
     pub destination_service: String,
-    pub destination_version: String,
+    pub destination_version: VersionLabel,
     pub request_protocol: &'static str,
     pub response_code: u16,
     pub grpc_response_status: &'static str,
     pub response_flags: &'static str,
     pub connection_security_policy: &'static str,
     pub model_name: String,
-    pub model_version: String,
+    pub model_version: VersionLabel,
     pub model_signature: String,
     pub model_api: &'static str,
+}
+
+/// The same labels borrowed, as a request has them: looked up without allocating;
+/// turned into [`IstioLabels`] only the first time a label set is seen.
+#[derive(Clone, Copy, Debug)]
+pub struct LabelRefs<'a> {
+    pub reporter: &'static str,
+    pub source_workload: &'a str,
+    pub source_workload_namespace: &'a str,
+    pub source_principal: &'a str,
+    pub destination_workload: &'a str,
+    pub destination_workload_namespace: &'a str,
+    pub destination_principal: &'a str,
+    pub destination_service: &'a str,
+    pub version: Option<i64>,
+    pub request_protocol: &'static str,
+    pub response_code: u16,
+    pub grpc_response_status: &'static str,
+    pub response_flags: &'static str,
+    pub connection_security_policy: &'static str,
+    pub model_name: &'a str,
+    pub model_signature: &'a str,
+    pub model_api: &'static str,
+}
+
+impl LabelRefs<'_> {
+    fn key(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        (
+            self.reporter,
+            self.source_workload,
+            self.source_workload_namespace,
+        )
+            .hash(&mut h);
+        (self.source_principal, self.destination_workload).hash(&mut h);
+        (
+            self.destination_workload_namespace,
+            self.destination_principal,
+        )
+            .hash(&mut h);
+        (
+            self.destination_service,
+            self.version,
+            self.request_protocol,
+        )
+            .hash(&mut h);
+        (
+            self.response_code,
+            self.grpc_response_status,
+            self.response_flags,
+        )
+            .hash(&mut h);
+        (self.connection_security_policy, self.model_name).hash(&mut h);
+        (self.model_signature, self.model_api).hash(&mut h);
+        h.finish()
+    }
+
+    fn matches(&self, l: &IstioLabels) -> bool {
+        self.reporter == l.reporter
+            && self.response_code == l.response_code
+            && self.version == l.model_version.0
+            && self.grpc_response_status == l.grpc_response_status
+            && self.response_flags == l.response_flags
+            && self.request_protocol == l.request_protocol
+            && self.model_api == l.model_api
+            && self.connection_security_policy == l.connection_security_policy
+            && self.model_name == l.model_name
+            && self.model_signature == l.model_signature
+            && self.source_workload == l.source_workload
+            && self.source_workload_namespace == l.source_workload_namespace
+            && self.source_principal == l.source_principal
+            && self.destination_workload == l.destination_workload
+            && self.destination_workload_namespace == l.destination_workload_namespace
+            && self.destination_principal == l.destination_principal
+            && self.destination_service == l.destination_service
+    }
+
+    fn owned(self) -> IstioLabels {
+        IstioLabels {
+            reporter: self.reporter,
+            source_workload: self.source_workload.to_owned(),
+            source_workload_namespace: self.source_workload_namespace.to_owned(),
+            source_principal: self.source_principal.to_owned(),
+            destination_workload: self.destination_workload.to_owned(),
+            destination_workload_namespace: self.destination_workload_namespace.to_owned(),
+            destination_principal: self.destination_principal.to_owned(),
+            destination_service: self.destination_service.to_owned(),
+            destination_version: VersionLabel(self.version),
+            request_protocol: self.request_protocol,
+            response_code: self.response_code,
+            grpc_response_status: self.grpc_response_status,
+            response_flags: self.response_flags,
+            connection_security_policy: self.connection_security_policy,
+            model_name: self.model_name.to_owned(),
+            model_version: VersionLabel(self.version),
+            model_signature: self.model_signature.to_owned(),
+            model_api: self.model_api,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,10 +219,15 @@ pub struct Metrics {
     duration: Histograms,
     request_bytes: Histograms,
     response_bytes: Histograms,
-    /// Label set → its series, so a request costs one lookup, not four.
-    series: RwLock<HashMap<IstioLabels, Series>>,
-    signatures: Mutex<HashMap<String, Vec<String>>>,
+    /// Hash of a label set → its series (a list, for hash collisions), so a request
+    /// costs one lookup without allocating, not four.
+    series: RwLock<HashMap<u64, Vec<(IstioLabels, Series)>>>,
+    /// Per model, the signature names counted so far (at most 16).
+    signatures: RwLock<HashMap<String, Vec<String>>>,
     decisions: Family<DecisionLabels, Counter>,
+    /// Policy name → its decision counters by (reporter, action), found without
+    /// allocating.
+    decision_counters: RwLock<HashMap<String, [Counter; 4]>>,
     jwt: Family<JwtLabels, Counter>,
     retries: Family<UpstreamLabels, Counter>,
     connect_failures: Family<UpstreamLabels, Counter>,
@@ -256,8 +376,9 @@ impl Metrics {
             request_bytes,
             response_bytes,
             series: RwLock::default(),
-            signatures: Mutex::default(),
+            signatures: RwLock::default(),
             decisions,
+            decision_counters: RwLock::default(),
             jwt,
             retries,
             connect_failures,
@@ -293,26 +414,29 @@ impl Metrics {
     }
 
     /// Counts one request in Istio's four metrics.
-    pub fn observe(&self, labels: IstioLabels, o: Observation) {
-        let found = self
-            .series
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&labels)
-            .cloned();
+    pub fn observe(&self, labels: &LabelRefs<'_>, o: Observation) {
+        let key = labels.key();
+        let found = {
+            let map = self.series.read().unwrap_or_else(|e| e.into_inner());
+            map.get(&key)
+                .and_then(|list| list.iter().find(|(l, _)| labels.matches(l)))
+                .map(|(_, s)| s.clone())
+        };
         let series = match found {
             Some(s) => s,
             None => {
+                let owned = labels.owned();
                 let s = Series {
-                    requests: self.requests.get_or_create(&labels).clone(),
-                    duration: self.duration.get_or_create(&labels).clone(),
-                    request_bytes: self.request_bytes.get_or_create(&labels).clone(),
-                    response_bytes: self.response_bytes.get_or_create(&labels).clone(),
+                    requests: self.requests.get_or_create(&owned).clone(),
+                    duration: self.duration.get_or_create(&owned).clone(),
+                    request_bytes: self.request_bytes.get_or_create(&owned).clone(),
+                    response_bytes: self.response_bytes.get_or_create(&owned).clone(),
                 };
-                self.series
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(labels, s.clone());
+                let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
+                let list = map.entry(key).or_default();
+                if !list.iter().any(|(l, _)| labels.matches(l)) {
+                    list.push((owned, s.clone()));
+                }
                 s
             }
         };
@@ -322,28 +446,64 @@ impl Metrics {
         series.response_bytes.observe(o.response_bytes as f64);
     }
 
-    /// The label value for a request's signature: the name if it is among the first
-    /// few seen for the model, else `other`.
-    pub fn signature_label(&self, model: &str, signature: &str) -> String {
-        let mut seen = self.signatures.lock().unwrap_or_else(|e| e.into_inner());
+    /// Whether a request's signature name may be a label value: one of the first 16
+    /// names seen for the model (else the request counts as `other`).
+    pub fn signature_counted(&self, model: &str, signature: &str) -> bool {
+        {
+            let seen = self.signatures.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(names) = seen.get(model) {
+                if names.iter().any(|n| n == signature) {
+                    return true;
+                }
+                if names.len() >= MAX_SIGNATURES_PER_MODEL {
+                    return false;
+                }
+            }
+        }
+        let mut seen = self.signatures.write().unwrap_or_else(|e| e.into_inner());
         let names = seen.entry(model.to_owned()).or_default();
         if names.iter().any(|n| n == signature) {
-            return signature.to_owned();
+            return true;
         }
         if names.len() < MAX_SIGNATURES_PER_MODEL {
             names.push(signature.to_owned());
-            return signature.to_owned();
+            return true;
         }
-        "other".to_owned()
+        false
     }
 
     pub fn decision(&self, reporter: &'static str, allowed: bool, policy: Option<&str>) {
-        let labels = DecisionLabels {
-            reporter,
-            action: if allowed { "allow" } else { "deny" },
-            policy: policy.unwrap_or("").to_owned(),
+        let policy = policy.unwrap_or("");
+        let index = usize::from(reporter == "destination") * 2 + usize::from(allowed);
+        if let Some(counters) = self
+            .decision_counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(policy)
+        {
+            counters[index].inc();
+            return;
+        }
+        let counter = |reporter, action| {
+            let labels = DecisionLabels {
+                reporter,
+                action,
+                policy: policy.to_owned(),
+            };
+            self.decisions.get_or_create(&labels).clone()
         };
-        self.decisions.get_or_create(&labels).inc();
+        let counters = [
+            counter("source", "deny"),
+            counter("source", "allow"),
+            counter("destination", "deny"),
+            counter("destination", "allow"),
+        ];
+        counters[index].inc();
+        self.decision_counters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(policy.to_owned())
+            .or_insert(counters);
     }
 
     /// `issuer` must be a configured issuer (or `unknown`), never the token's claim.
@@ -422,6 +582,39 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
+
+    #[test]
+    fn signatures_are_capped_per_model() {
+        let metrics = Metrics::new();
+        for i in 0..16 {
+            assert!(metrics.signature_counted("m", &format!("sig{i}")));
+        }
+        assert!(
+            !metrics.signature_counted("m", "sig16"),
+            "the 17th name is `other`"
+        );
+        assert!(metrics.signature_counted("m", "sig3"), "known names stay");
+        assert!(
+            metrics.signature_counted("other-model", "sig16"),
+            "the cap is per model"
+        );
+    }
+
+    #[test]
+    fn decisions_count_by_reporter_action_and_policy() {
+        let metrics = Metrics::new();
+        metrics.decision("source", true, Some("p"));
+        metrics.decision("source", true, Some("p"));
+        metrics.decision("destination", false, None);
+        let text = metrics.prometheus_text();
+        assert!(
+            text.contains(
+                r#"infermesh_authz_decisions_total{reporter="source",action="allow",policy="p"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"infermesh_authz_decisions_total{reporter="destination",action="deny",policy=""} 1"#), "{text}");
+    }
 
     #[test]
     fn external_metrics_are_read_at_every_scrape() {

@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use crate::ACCESS_LOG_FIELDS;
 use crate::context::TraceContext;
 use crate::export::{self, SpanData};
-use crate::metrics::{IstioLabels, Metrics, Observation};
+use crate::metrics::{LabelRefs, Metrics, Observation};
 
 /// Which side of a hop reports: the gateway reports as Istio's `source` (the client
 /// side of the gateway→sidecar hop), a sidecar as `destination`.
@@ -104,19 +105,17 @@ const GRPC_CODES: [&str; 17] = [
 ];
 
 impl Record<'_> {
-    pub(crate) fn labels(&self, metrics: &Metrics) -> IstioLabels {
-        let version = self.version.map(|v| v.to_string());
-        let model = self.model.unwrap_or("unknown");
-        IstioLabels {
+    pub(crate) fn labels(&self, metrics: &Metrics) -> LabelRefs<'_> {
+        LabelRefs {
             reporter: self.reporter.label(),
-            source_workload: self.source.workload.to_owned(),
-            source_workload_namespace: self.source.namespace.to_owned(),
-            source_principal: self.source.principal.to_owned(),
-            destination_workload: self.destination.workload.to_owned(),
-            destination_workload_namespace: self.destination.namespace.to_owned(),
-            destination_principal: self.destination.principal.to_owned(),
-            destination_service: self.destination_service.to_owned(),
-            destination_version: version.clone().unwrap_or_else(|| "unknown".to_owned()),
+            source_workload: self.source.workload,
+            source_workload_namespace: self.source.namespace,
+            source_principal: self.source.principal,
+            destination_workload: self.destination.workload,
+            destination_workload_namespace: self.destination.namespace,
+            destination_principal: self.destination.principal,
+            destination_service: self.destination_service,
+            version: self.version,
             request_protocol: match self.protocol {
                 Protocol::Http => "http",
                 Protocol::Grpc => "grpc",
@@ -132,11 +131,11 @@ impl Record<'_> {
                 (Reporter::Gateway, false) => "unknown",
                 (Reporter::Sidecar, false) => "none",
             },
-            model_name: model.to_owned(),
-            model_version: version.unwrap_or_else(|| "unknown".to_owned()),
+            model_name: self.model.unwrap_or("unknown"),
             model_signature: match (self.model, self.signature) {
-                (Some(m), Some(s)) => metrics.signature_label(m, s),
-                _ => String::new(),
+                (Some(m), Some(s)) if metrics.signature_counted(m, s) => s,
+                (Some(_), Some(_)) => "other",
+                _ => "",
             },
             model_api: self.api.unwrap_or("unknown"),
         }
@@ -201,45 +200,47 @@ impl Record<'_> {
 
     /// One access-log line (a JSON object with the fields named in `fields`, in
     /// that order, and a newline), written straight into one string.
-    pub(crate) fn log_line(&self, fields: &[&'static str]) -> String {
+    pub(crate) fn log_line(&self, fields: &[usize]) -> String {
         let mut j = JsonLine::new();
-        for &field in fields {
-            match field {
-                "time" => j.str(field, &rfc3339(self.started)),
-                "request_id" => j.str(field, self.request_id),
-                "trace_id" => j.str(field, &self.trace.trace_id_hex()),
-                "reporter" => j.str(field, self.reporter.role()),
-                "protocol" => j.str(
+        for &index in fields {
+            let Some(&field) = ACCESS_LOG_FIELDS.get(index) else {
+                continue;
+            };
+            // Matched by position in ACCESS_LOG_FIELDS (no string comparisons).
+            match index {
+                0 => j.str(field, &rfc3339(self.started)),
+                1 => j.str(field, self.request_id),
+                2 => j.str(field, &self.trace.trace_id_hex()),
+                3 => j.str(field, self.reporter.role()),
+                4 => j.str(
                     field,
                     match self.protocol {
                         Protocol::Http => "http",
                         Protocol::Grpc => "grpc",
                     },
                 ),
-                "method" => j.str(field, self.method),
-                "path" => j.str(field, self.path),
-                "peer_principal" => j.opt_str(field, self.mtls.then_some(self.source.principal)),
-                "request_principal" => j.opt_str(field, self.request_principal),
-                "source_address" => {
-                    j.opt_str(field, self.source_address.map(|a| a.to_string()).as_deref())
-                }
-                "model" => j.opt_str(field, self.model),
-                "version" => j.opt_num(field, self.version),
-                "signature" => j.opt_str(field, self.signature),
-                "api" => j.opt_str(field, self.api),
-                "decision" => j.opt_str(
+                5 => j.str(field, self.method),
+                6 => j.str(field, self.path),
+                7 => j.opt_str(field, self.mtls.then_some(self.source.principal)),
+                8 => j.opt_str(field, self.request_principal),
+                9 => j.opt_str(field, self.source_address.map(|a| a.to_string()).as_deref()),
+                10 => j.opt_str(field, self.model),
+                11 => j.opt_num(field, self.version),
+                12 => j.opt_str(field, self.signature),
+                13 => j.opt_str(field, self.api),
+                14 => j.opt_str(
                     field,
                     self.decision
                         .map(|d| if d.allowed { "allow" } else { "deny" }),
                 ),
-                "policy" => j.opt_str(field, self.decision.and_then(|d| d.policy)),
-                "status" => j.opt_num(field, Some(self.status)),
-                "grpc_status" => j.opt_num(field, self.grpc_status),
-                "response_flags" => j.str(field, self.response_flags),
-                "request_bytes" => j.opt_num(field, Some(self.request_bytes)),
-                "response_bytes" => j.opt_num(field, Some(self.response_bytes)),
-                "upstream_ms" => j.opt_num(field, self.upstream.map(ms)),
-                "duration_ms" => j.opt_num(field, Some(ms(self.duration))),
+                15 => j.opt_str(field, self.decision.and_then(|d| d.policy)),
+                16 => j.opt_num(field, Some(self.status)),
+                17 => j.opt_num(field, self.grpc_status),
+                18 => j.str(field, self.response_flags),
+                19 => j.opt_num(field, Some(self.request_bytes)),
+                20 => j.opt_num(field, Some(self.response_bytes)),
+                21 => j.opt_num(field, self.upstream.map(ms)),
+                22 => j.opt_num(field, Some(ms(self.duration))),
                 _ => {}
             }
         }
@@ -268,8 +269,7 @@ impl JsonLine {
 
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        // serde_json's string escaping, without building a Value.
-        let _ = serde_json::to_writer(string_writer::Writer(&mut self.0), value);
+        escape_into(&mut self.0, value);
     }
 
     fn opt_str(&mut self, key: &str, value: Option<&str>) {
@@ -299,23 +299,33 @@ impl JsonLine {
     }
 }
 
-mod string_writer {
-    //! `io::Write` into a `String` for serde_json's escaper (it writes valid UTF-8:
-    //! the escaped form of a `&str`).
-    pub struct Writer<'a>(pub &'a mut String);
-
-    impl std::io::Write for Writer<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let s = std::str::from_utf8(buf)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            self.0.push_str(s);
-            Ok(buf.len())
+/// `value` as a JSON string literal (RFC 8259 escaping: `"`, `\\` and control
+/// characters; everything else, UTF-8 included, as is).
+fn escape_into(out: &mut String, value: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    let mut rest = value;
+    // The bytes to escape are ASCII; UTF-8 continuation bytes never match them.
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().expect("found at a char boundary");
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
         }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        rest = &rest[at + c.len_utf8()..];
     }
+    out.push_str(rest);
+    out.push('"');
 }
 
 /// Milliseconds with microsecond precision.
@@ -391,7 +401,8 @@ mod tests {
             request_bytes: 10,
             response_bytes: 20,
         };
-        let line = r.log_line(crate::ACCESS_LOG_FIELDS);
+        let all: Vec<usize> = (0..ACCESS_LOG_FIELDS.len()).collect();
+        let line = r.log_line(&all);
         assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["path"], "/weird\"path\\\u{1}");
@@ -404,7 +415,7 @@ mod tests {
         assert_eq!(v["peer_principal"], serde_json::Value::Null);
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), crate::ACCESS_LOG_FIELDS.len());
-        let only = r.log_line(&["status", "model"]);
+        let only = r.log_line(&[16, 10]);
         assert_eq!(only, "{\"status\":200,\"model\":\"m\"}\n");
     }
 
