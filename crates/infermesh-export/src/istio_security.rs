@@ -100,6 +100,12 @@ pub(crate) fn export(config: &MeshConfig, options: &Options, export: &mut Export
     }
 }
 
+/// The body Envoy sends to ext_authz: the mesh's body limit, at most 4 MiB (Envoy
+/// buffers it; larger requests get 413 from Envoy).
+fn ext_authz_body_limit(config: &MeshConfig) -> u64 {
+    config.limits.max_request_body_bytes.min(4 << 20)
+}
+
 /// What the user adds to Istio's meshConfig (install-time), as a comment.
 fn mesh_config_note(config: &MeshConfig, options: &Options) -> String {
     let normalization = match config.authz.escaped_slashes {
@@ -113,10 +119,11 @@ fn mesh_config_note(config: &MeshConfig, options: &Options) -> String {
             "envoyExtAuthzGrpc": {
                 "service": options.ext_authz_service,
                 "port": options.ext_authz_port,
-                // The model spec is at the front of a gRPC body: a prefix is enough.
+                // The whole gRPC body: a second ModelSpec after a cut would be merged
+                // by protobuf, so a partial body is denied (fail closed).
                 "includeRequestBodyInCheck": {
-                    "maxRequestBytes": 8192,
-                    "allowPartialMessage": true,
+                    "maxRequestBytes": ext_authz_body_limit(config),
+                    "allowPartialMessage": false,
                     "packAsBytes": true,
                 },
             },

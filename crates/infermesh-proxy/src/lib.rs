@@ -22,6 +22,7 @@ mod body;
 pub mod budget;
 pub mod endpoints;
 mod error;
+pub mod ext_authz;
 mod forward;
 mod gateway;
 mod grpc;

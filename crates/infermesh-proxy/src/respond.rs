@@ -80,6 +80,13 @@ fn classify(failure: &Failure) -> Answer {
     Answer { kind, http, status }
 }
 
+/// What a failure is answered with, for answers made elsewhere (ext_authz): the HTTP
+/// status, the `x-infermesh-error` kind and the client message.
+pub fn describe(failure: &Failure) -> (StatusCode, &'static str, String) {
+    let answer = classify(failure);
+    (answer.http, answer.kind, answer.status.message.clone())
+}
+
 /// The response for a request the proxy answers itself.
 pub fn failure(protocol: Protocol, failure: &Failure) -> Response<ProxyBody> {
     let answer = classify(failure);

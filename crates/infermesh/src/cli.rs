@@ -41,6 +41,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Compile the mesh into Istio resources or Kubernetes manifests (YAML).
     Export(crate::export::ExportArgs),
+    /// Serve Envoy's ext_authz gRPC API (envoy.service.auth.v3.Authorization/Check):
+    /// model-aware decisions with the mesh's policies for Istio sidecars and gateways.
+    ExtAuthz(crate::ext_authz::ExtAuthzArgs),
     /// Check mesh files as `up`, `gateway` and `sidecar` would, without starting
     /// anything: exit 0 when valid, 64 with file:line errors when not.
     Validate(crate::validate::ValidateArgs),

@@ -7,6 +7,7 @@ mod cli;
 mod dev_issuer;
 mod error;
 mod export;
+mod ext_authz;
 mod mesh;
 mod model_server;
 mod policy;
@@ -42,6 +43,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Token(args) => dev_issuer::token(args),
             cli::Command::Export(args) => export::run(args),
             cli::Command::Validate(args) => validate::run(args),
+            cli::Command::ExtAuthz(args) => ext_authz::run(args).await,
         }
     });
     match result {

@@ -49,6 +49,8 @@ pub enum Role {
     /// `infermesh up`: the gateway, a sidecar per workload, the embedded model
     /// servers and the dev issuer.
     Up,
+    /// `infermesh ext-authz`: decisions only; it listens where its flag says.
+    ExtAuthz,
 }
 
 /// What the poller compares between ticks.
@@ -358,7 +360,7 @@ fn keep_fixed(role: &Role, old: &MeshConfig, mut new: MeshConfig) -> (MeshConfig
         new.gateway = old.gateway.clone();
     }
     let running: Vec<&str> = match role {
-        Role::Gateway => Vec::new(),
+        Role::Gateway | Role::ExtAuthz => Vec::new(),
         Role::Sidecar { workload } => vec![workload.as_str()],
         Role::Up => old.workloads.keys().map(String::as_str).collect(),
     };
