@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 pub use context::TraceContext;
 pub use infermesh_config::telemetry::ACCESS_LOG_FIELDS;
-pub use metrics::{Kind, Metrics};
+pub use metrics::{Kind, Metrics, Samples};
 pub use record::{Decision, Peer, Protocol, Record, Reporter};
 
 /// The telemetry of one process.

@@ -249,13 +249,16 @@ pub enum Kind {
     Gauge,
 }
 
+/// Samples of an externally owned metric: label pairs and value.
+pub type Samples = Vec<(Vec<(&'static str, String)>, f64)>;
+
 /// A metric whose value another component keeps, read when metrics are scraped.
 struct External {
     /// Without `_total` for counters (it is added).
     name: &'static str,
     help: &'static str,
     kind: Kind,
-    read: Box<dyn Fn() -> f64 + Send + Sync>,
+    read: Box<dyn Fn() -> Samples + Send + Sync>,
 }
 
 impl std::fmt::Debug for External {
@@ -401,6 +404,18 @@ impl Metrics {
         help: &'static str,
         kind: Kind,
         read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.external_samples(name, help, kind, move || vec![(Vec::new(), read())]);
+    }
+
+    /// As [`Metrics::external`], for a metric with labels: `read` returns every
+    /// sample (label values must come from config, not from requests).
+    pub fn external_samples(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        read: impl Fn() -> Samples + Send + Sync + 'static,
     ) {
         self.external
             .lock()
@@ -558,13 +573,30 @@ impl Metrics {
                 Kind::Counter => ("counter", format!("{}_total", m.name)),
                 Kind::Gauge => ("gauge", m.name.to_owned()),
             };
-            let value = (m.read)();
             let _ = write!(
                 out,
-                "# HELP {name} {help}.\n# TYPE {name} {kind}\n{sample} {value}\n",
+                "# HELP {name} {help}.\n# TYPE {name} {kind}\n",
                 name = m.name,
                 help = m.help,
             );
+            for (labels, value) in (m.read)() {
+                out.push_str(&sample);
+                if !labels.is_empty() {
+                    out.push('{');
+                    for (i, (k, v)) in labels.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let v = v
+                            .replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('\n', "\\n");
+                        let _ = write!(out, "{k}=\"{v}\"");
+                    }
+                    out.push('}');
+                }
+                let _ = writeln!(out, " {value}");
+            }
         }
         out.push_str("# EOF\n");
         out
@@ -628,6 +660,15 @@ mod tests {
             move || b.load(Ordering::Relaxed) as f64,
         );
         metrics.external("infermesh_test_failures", "Failures", Kind::Counter, || 2.0);
+        metrics.external_samples("infermesh_test_expiry", "Expiry", Kind::Gauge, || {
+            vec![
+                (
+                    vec![("identity", "spiffe://td/ns/a/sa/\"b\"".to_owned())],
+                    5.0,
+                ),
+                (vec![("identity", "x".to_owned())], 6.0),
+            ]
+        });
         let om = metrics.openmetrics();
         assert!(
             om.contains(
@@ -642,6 +683,10 @@ mod tests {
             "{om}"
         );
         assert!(om.ends_with("# EOF\n"));
+        assert!(
+            om.contains("infermesh_test_expiry{identity=\"spiffe://td/ns/a/sa/\\\"b\\\"\"} 5\ninfermesh_test_expiry{identity=\"x\"} 6\n"),
+            "{om}"
+        );
         backlog.store(7, Ordering::Relaxed);
         let text = metrics.prometheus_text();
         assert!(
