@@ -1,0 +1,368 @@
+//! The writer thread: takes every record waiting on the channel as one batch, chains
+//! them (`seq`, `prev`), appends checkpoints when due, and commits: one write and one
+//! fsync for the whole batch (group commit) — at once in strict mode, every
+//! `flush_interval` in relaxed mode. Rotation starts a new segment after a checkpoint
+//! that closes the old one. A failed write (disk full) is rolled back (the file cut
+//! back to its last whole record, the chain head restored), its waiters fail, and the
+//! next successful write begins with a `gap` record saying how many were lost.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::Unavailable;
+use crate::keys::SigningKey;
+use crate::log::{Durability, Msg, Options, Waiter};
+use crate::record::{Entry, checkpoint_message, compose, hash, kind, timestamp};
+use crate::segment::{Head, file_name};
+use crate::stats::Counters;
+
+/// Most records in one batch.
+const MAX_BATCH: usize = 8192;
+/// Relaxed mode writes early once this much is buffered.
+const RELAXED_BUFFER: usize = 1 << 20;
+
+pub(crate) struct Writer {
+    dir: PathBuf,
+    durability: Durability,
+    flush_interval: Duration,
+    checkpoint_every: u64,
+    checkpoint_interval: Duration,
+    rotate_bytes: u64,
+    rotate_age: Duration,
+    key: SigningKey,
+    counters: Arc<Counters>,
+    sink: Option<mpsc::SyncSender<String>>,
+    /// Held for the writer's life: one writer per directory.
+    _lock: File,
+
+    file: Option<(PathBuf, File)>,
+    len: u64,
+    opened: Instant,
+    /// The chain head: last `seq` and its hash.
+    seq: u64,
+    head: String,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+
+    /// The batch being built, and what to restore if its commit fails.
+    buf: Vec<u8>,
+    lines: Vec<String>,
+    waiters: Vec<Waiter>,
+    submitted: u64,
+    dirty_since: Option<Instant>,
+    rollback: Option<(u64, String, u64)>,
+    /// Records lost since the trail was last writable: (count, since, error).
+    gap: Option<(u64, SystemTime, String)>,
+    #[cfg(test)]
+    pub(crate) fail: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Writer {
+    pub fn new(
+        options: &Options,
+        key: SigningKey,
+        head: Head,
+        counters: Arc<Counters>,
+        sink: Option<mpsc::SyncSender<String>>,
+        lock: File,
+    ) -> Writer {
+        let file = head.file.and_then(|path| {
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .ok()
+                .map(|f| (path, f))
+        });
+        Writer {
+            dir: options.dir.clone(),
+            durability: options.durability,
+            flush_interval: options.flush_interval,
+            checkpoint_every: options.checkpoint_every.max(1),
+            checkpoint_interval: options.checkpoint_interval,
+            rotate_bytes: options.rotate_bytes,
+            rotate_age: options.rotate_age,
+            key,
+            counters,
+            sink,
+            _lock: lock,
+            len: if file.is_some() { head.len } else { 0 },
+            file,
+            opened: Instant::now(),
+            seq: head.seq,
+            head: head.hash,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            buf: Vec::new(),
+            lines: Vec::new(),
+            waiters: Vec::new(),
+            submitted: 0,
+            dirty_since: None,
+            rollback: None,
+            gap: None,
+            #[cfg(test)]
+            fail: None,
+        }
+    }
+
+    pub fn run(mut self, rx: mpsc::Receiver<Msg>, recovery: Option<Entry>) {
+        if let Some(entry) = recovery {
+            self.append(&entry);
+            self.commit();
+        }
+        loop {
+            let mut batch = Vec::new();
+            let mut disconnected = false;
+            let first = match self.next_wake() {
+                Some(wait) => rx.recv_timeout(wait),
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            };
+            match first {
+                Ok(msg) => batch.push(msg),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+            }
+            while !disconnected && batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => disconnected = true,
+                }
+            }
+            if !batch.is_empty() {
+                self.rotate_if_due();
+                if let Some((lost, since, error)) = self.gap.take() {
+                    let gap = serde_json::json!({
+                        "lost": lost, "since": timestamp(since), "error": error,
+                    });
+                    self.append(&Entry::new(kind::GAP, &gap));
+                }
+            }
+            let mut close = None;
+            for msg in batch {
+                match msg {
+                    Msg::Record(entry, waiter) => {
+                        self.append(&entry);
+                        self.submitted += 1;
+                        self.waiters.extend(waiter);
+                    }
+                    Msg::Close(stop, ack) => close = Some((stop, ack)),
+                }
+            }
+            let mut force = false;
+            if self.since_checkpoint > 0
+                && self.last_checkpoint.elapsed() >= self.checkpoint_interval
+            {
+                self.checkpoint(false);
+                force = true;
+            }
+            if let Some((stop, ack)) = close {
+                self.append(&stop);
+                self.checkpoint(true);
+                self.commit();
+                let _ = ack.send(());
+                return;
+            }
+            if disconnected {
+                self.checkpoint(true);
+                self.commit();
+                return;
+            }
+            let due = match self.durability {
+                Durability::Strict => true,
+                Durability::Relaxed => {
+                    self.buf.len() >= RELAXED_BUFFER
+                        || self
+                            .dirty_since
+                            .is_some_and(|t| t.elapsed() >= self.flush_interval)
+                }
+            };
+            if due || force {
+                self.commit();
+            }
+        }
+    }
+
+    /// How long the thread may sleep: until the relaxed flush or the timed checkpoint.
+    fn next_wake(&self) -> Option<Duration> {
+        let flush = self
+            .dirty_since
+            .map(|t| self.flush_interval.saturating_sub(t.elapsed()));
+        let checkpoint = (self.since_checkpoint > 0).then(|| {
+            self.checkpoint_interval
+                .saturating_sub(self.last_checkpoint.elapsed())
+        });
+        match (flush, checkpoint) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Chains one record into the batch; a checkpoint follows every N records.
+    fn append(&mut self, entry: &Entry) {
+        self.push_line(&entry.kind, &timestamp(entry.ts), &entry.body);
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= self.checkpoint_every {
+            self.checkpoint(false);
+        }
+    }
+
+    /// A signed checkpoint over the chain so far; `last` marks a clean stop.
+    fn checkpoint(&mut self, last: bool) {
+        let seq = self.seq + 1;
+        let ts = timestamp(SystemTime::now());
+        let sig = self
+            .key
+            .sign(&checkpoint_message(seq, &self.head, &ts, last));
+        let body = serde_json::json!({
+            "key": self.key.id, "sig": sig, "final": last, "covers": self.since_checkpoint,
+        });
+        self.push_line(kind::CHECKPOINT, &ts, &body.to_string());
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        Counters::add(&self.counters.checkpoints, 1);
+    }
+
+    fn push_line(&mut self, kind: &str, ts: &str, body: &str) {
+        if self.rollback.is_none() {
+            self.rollback = Some((self.seq, self.head.clone(), self.since_checkpoint));
+        }
+        self.seq += 1;
+        let line = compose(self.seq, &self.head, ts, kind, body);
+        self.head = hash(line.as_bytes());
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        if self.sink.is_some() {
+            self.lines.push(line);
+        }
+        self.dirty_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Closes the current segment with a checkpoint and starts a new one when it is
+    /// too large or too old.
+    fn rotate_if_due(&mut self) {
+        let due = self.len >= self.rotate_bytes || self.opened.elapsed() >= self.rotate_age;
+        if self.file.is_none() || self.len == 0 || !due {
+            return;
+        }
+        self.checkpoint(false);
+        if self.commit() {
+            self.file = None;
+            self.len = 0;
+            Counters::add(&self.counters.rotations, 1);
+        }
+    }
+
+    /// Writes and fsyncs the batch; completes its waiters. Returns whether it worked.
+    fn commit(&mut self) -> bool {
+        let Some((seq_before, head_before, since_before)) = self.rollback.take() else {
+            return true;
+        };
+        let records = self.buf.len();
+        let started = Instant::now();
+        let result = self.write(seq_before + 1);
+        self.counters.write_time(started.elapsed());
+        let lines = self.seq - seq_before;
+        let submitted = std::mem::take(&mut self.submitted);
+        self.counters
+            .backlog
+            .fetch_sub(submitted, Ordering::Relaxed);
+        self.dirty_since = None;
+        let ok = match result {
+            Ok(()) => {
+                self.len += records as u64;
+                Counters::add(&self.counters.records, lines);
+                Counters::add(&self.counters.batches, 1);
+                if self.counters.unavailable.swap(false, Ordering::Relaxed) {
+                    tracing::info!(dir = %self.dir.display(), "audit trail writable again");
+                }
+                for waiter in self.waiters.drain(..) {
+                    let _ = waiter.send(Ok(()));
+                }
+                if let Some(sink) = &self.sink {
+                    for line in self.lines.drain(..) {
+                        if sink.try_send(line).is_err() {
+                            Counters::add(&self.counters.sink_dropped, 1);
+                        }
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                // Cut the file back to its last whole record and restore the head.
+                if let Some((_, file)) = &self.file {
+                    let _ = file.set_len(self.len);
+                }
+                self.seq = seq_before;
+                self.head = head_before;
+                self.since_checkpoint = since_before;
+                Counters::add(&self.counters.write_failures, 1);
+                Counters::add(&self.counters.lost, submitted);
+                if !self.counters.unavailable.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        dir = %self.dir.display(),
+                        error = %e,
+                        "AUDIT TRAIL CANNOT BE WRITTEN (disk full?): strict mode refuses \
+                         requests until it can; relaxed mode loses records (counted)"
+                    );
+                }
+                let why = Unavailable(e.to_string());
+                for waiter in self.waiters.drain(..) {
+                    let _ = waiter.send(Err(why.clone()));
+                }
+                let gap = self
+                    .gap
+                    .get_or_insert_with(|| (0, SystemTime::now(), e.to_string()));
+                gap.0 += submitted;
+                self.lines.clear();
+                false
+            }
+        };
+        self.buf.clear();
+        ok
+    }
+
+    fn write(&mut self, first_seq: u64) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self
+            .fail
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "No space left on device (injected)",
+            ));
+        }
+        if self.file.is_none() {
+            let path = self.dir.join(file_name(first_seq));
+            let file = create(&path)?;
+            self.opened = Instant::now();
+            self.len = 0;
+            self.file = Some((path, file));
+        }
+        let Some((_, file)) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.write_all(&self.buf)?;
+        file.sync_data()?;
+        Counters::add(&self.counters.fsyncs, 1);
+        Ok(())
+    }
+}
+
+/// A new segment (0600), and its directory entry made durable.
+fn create(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(file)
+}
