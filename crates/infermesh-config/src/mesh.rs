@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "istio_files",
     "policies",
     "authorization",
+    "audit",
 ];
 const WORKLOAD_KEYS: &[&str] = &[
     "name",
@@ -139,6 +140,7 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         authz: top
             .opt(cx, "authorization", crate::policies::authorization)
             .unwrap_or_default(),
+        audit: top.opt(cx, "audit", crate::audit::audit),
     })
 }
 

@@ -30,6 +30,8 @@ pub struct MeshConfig {
     /// Authorization policies, in file order.
     pub policies: Vec<crate::security::Policy>,
     pub authz: crate::security::AuthzSettings,
+    /// The audit trail (`audit:`); `None`: none is written.
+    pub audit: Option<crate::AuditConfig>,
 }
 
 /// An address: an IP socket address, or a host name re-resolved periodically.

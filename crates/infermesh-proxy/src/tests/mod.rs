@@ -111,6 +111,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
             default_deny: false,
             ..AuthzSettings::default()
         },
+        audit: None,
     }
 }
 
