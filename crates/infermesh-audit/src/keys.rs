@@ -117,7 +117,13 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, AuditError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| err("cannot generate a key".into()))?;
-            write_private(path, &pem("PRIVATE KEY", doc.as_ref())).map_err(err)?;
+            if let Err(e) = write_private(path, &pem("PRIVATE KEY", doc.as_ref())) {
+                if path.exists() {
+                    // Another process (a sidecar next to its gateway) created it first.
+                    return load_or_create(path);
+                }
+                return Err(err(e));
+            }
             tracing::info!(key = %path.display(), "created the audit signing key (0600)");
             doc.as_ref().to_vec()
         }

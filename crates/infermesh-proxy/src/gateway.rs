@@ -10,6 +10,7 @@ use infermesh_config::MeshConfig;
 use tokio::net::TcpListener;
 
 use crate::admin;
+use crate::audit::ProxyAudit;
 use crate::error::ProxyError;
 use crate::listener;
 use crate::pipeline::{Proxy, ProxyStats, Role};
@@ -21,14 +22,14 @@ pub struct Gateway {
     listeners: Vec<TcpListener>,
     /// The admin listener (`gateway.admin`), if configured.
     admin: Option<TcpListener>,
-    proxy: Arc<Proxy>,
+    proxy: Proxy,
 }
 
 /// The proxy in front of one workload's model server.
 #[derive(Debug)]
 pub struct Sidecar {
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    proxy: Proxy,
 }
 
 /// Binds a socket address (call inside a tokio runtime).
@@ -73,7 +74,7 @@ impl Gateway {
         Ok(Gateway {
             listeners,
             admin: None,
-            proxy: Arc::new(Proxy::new(Role::Gateway, config)),
+            proxy: Proxy::new(Role::Gateway, config),
         })
     }
 
@@ -84,6 +85,12 @@ impl Gateway {
     /// Counters (mirrored and skipped mirror requests, requests handled).
     pub fn stats(&self) -> Arc<ProxyStats> {
         self.proxy.stats.clone()
+    }
+
+    /// Records every authorization decision in `audit` (see `audit.rs`).
+    pub fn with_audit(mut self, audit: ProxyAudit) -> Gateway {
+        self.proxy.audit = Some(audit);
+        self
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight
@@ -98,7 +105,7 @@ impl Gateway {
             shutdown.await;
             readiness.set_draining();
         };
-        let result = listener::serve(self.listeners, self.proxy, draining).await;
+        let result = listener::serve(self.listeners, Arc::new(self.proxy), draining).await;
         if let Some(task) = admin_task {
             task.abort();
         }
@@ -132,7 +139,7 @@ impl Sidecar {
         };
         Ok(Sidecar {
             listener,
-            proxy: Arc::new(Proxy::new(role, config)),
+            proxy: Proxy::new(role, config),
         })
     }
 
@@ -144,8 +151,14 @@ impl Sidecar {
         self.proxy.stats.clone()
     }
 
+    /// As [`Gateway::with_audit`].
+    pub fn with_audit(mut self, audit: ProxyAudit) -> Sidecar {
+        self.proxy.audit = Some(audit);
+        self
+    }
+
     /// As [`Gateway::run`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        listener::serve(vec![self.listener], self.proxy, shutdown).await
+        listener::serve(vec![self.listener], Arc::new(self.proxy), shutdown).await
     }
 }

@@ -16,6 +16,7 @@
 
 mod admin;
 mod attempts;
+mod audit;
 mod authenticate;
 mod authorize;
 mod body;
@@ -37,6 +38,7 @@ mod seams;
 mod signature;
 mod upstream;
 
+pub use audit::ProxyAudit;
 pub use error::{Failure, ProxyError};
 pub use gateway::{Gateway, Sidecar};
 pub use identity::{Connection, PeerIdentity, RequestAuth};

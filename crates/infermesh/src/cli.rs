@@ -41,6 +41,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Compile the mesh into Istio resources or Kubernetes manifests (YAML).
     Export(crate::export::ExportArgs),
+    /// Check and read the audit trail: verify, rollouts, query.
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! failures (2 for command lines clap refuses).
 #![forbid(unsafe_code)]
 
+mod audit;
 mod cli;
 mod dev_issuer;
 mod error;
@@ -12,6 +13,7 @@ mod model_server;
 mod policy;
 mod reload;
 mod shutdown;
+mod trail;
 mod up;
 
 use clap::Parser;
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
             }) => policy::check(args),
             cli::Command::Token(args) => dev_issuer::token(args),
             cli::Command::Export(args) => export::run(args),
+            cli::Command::Audit(args) => audit::run(args),
         }
     });
     match result {

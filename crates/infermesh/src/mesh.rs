@@ -1,10 +1,11 @@
 //! `infermesh gateway` and `infermesh sidecar`: load and validate `mesh.yaml` (exit 64
 //! with file:line errors if it is invalid), then run one data-plane role until
-//! Ctrl-C/SIGTERM, reloading the file when it changes or on SIGHUP (`reload.rs`).
+//! Ctrl-C/SIGTERM, reloading the file when it changes or on SIGHUP (`reload.rs`), and
+//! writing the audit trail when the mesh has `audit:` (`trail.rs`).
 
 use std::path::{Path, PathBuf};
 
-use infermesh_proxy::{Gateway, Sidecar};
+use infermesh_proxy::{Gateway, ProxyAudit, Sidecar};
 
 use crate::cli::{GatewayArgs, SidecarArgs};
 use crate::reload;
@@ -26,13 +27,21 @@ pub fn locate(path: &Path) -> PathBuf {
 }
 
 pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let reloader = reload::load(&args.config, reload::Role::Gateway)?;
-    let gateway = Gateway::bind(reloader.config())?;
+    let mut reloader = reload::load(&args.config, reload::Role::Gateway)?;
+    let mut gateway = Gateway::bind(reloader.config())?;
+    let audit = reloader.open_audit()?;
+    if let Some(log) = &audit {
+        gateway = gateway.with_audit(proxy_audit(&reloader, log));
+    }
     let _reload = reloader.spawn();
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening (TF Serving REST and gRPC)");
     }
-    gateway.run(crate::shutdown::signal()).await?;
+    let result = gateway.run(crate::shutdown::signal()).await;
+    if let Some(log) = &audit {
+        crate::trail::close(log, &reload::Role::Gateway).await;
+    }
+    result?;
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -41,13 +50,32 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
     let role = reload::Role::Sidecar {
         workload: args.workload.clone(),
     };
-    let reloader = reload::load(&args.config, role)?;
-    let sidecar = Sidecar::bind(reloader.config(), &args.workload)?;
+    let mut reloader = reload::load(&args.config, role.clone())?;
+    let mut sidecar = Sidecar::bind(reloader.config(), &args.workload)?;
+    let audit = reloader.open_audit()?;
+    if let Some(log) = &audit {
+        sidecar = sidecar.with_audit(proxy_audit(&reloader, log));
+    }
     let _reload = reloader.spawn();
     for addr in sidecar.local_addrs() {
         tracing::info!(%addr, workload = %args.workload, "sidecar listening");
     }
-    sidecar.run(crate::shutdown::signal()).await?;
+    let result = sidecar.run(crate::shutdown::signal()).await;
+    if let Some(log) = &audit {
+        crate::trail::close(log, &role).await;
+    }
+    result?;
     tracing::info!("sidecar stopped");
     Ok(())
+}
+
+/// The proxies' view of the trail: the log and which allows it records.
+pub fn proxy_audit(reloader: &reload::Reloader, log: &infermesh_audit::AuditLog) -> ProxyAudit {
+    let allows = reloader
+        .config()
+        .load()
+        .audit
+        .as_ref()
+        .map_or(infermesh_config::RecordAllows::All, |a| a.record_allows);
+    ProxyAudit::new(log.clone(), allows)
 }

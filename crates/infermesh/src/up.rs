@@ -58,7 +58,7 @@ async fn model_servers(mesh: &MeshConfig) -> anyhow::Result<Vec<(String, ModelSe
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let path = locate(&args.config);
-    let reloader = crate::reload::load(&path, crate::reload::Role::Up)?;
+    let mut reloader = crate::reload::load(&path, crate::reload::Role::Up)?;
     let config = reloader.config();
     let mesh = config.load_full();
 
@@ -98,7 +98,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for name in mesh.workloads.keys() {
         sidecars.push((name.clone(), Sidecar::bind(config.clone(), name)?));
     }
-    let gateway = Gateway::bind(config.clone())?;
+    let mut gateway = Gateway::bind(config.clone())?;
+    // One trail for the process: the gateway's and every sidecar's decisions.
+    let audit = reloader.open_audit()?;
+    if let Some(log) = &audit {
+        let proxy_audit = crate::mesh::proxy_audit(&reloader, log);
+        gateway = gateway.with_audit(proxy_audit.clone());
+        sidecars = sidecars
+            .into_iter()
+            .map(|(name, s)| (name, s.with_audit(proxy_audit.clone())))
+            .collect();
+    }
 
     println!("infermesh up: mesh from {}", path.display());
     if let Some(dev) = &mesh.dev_issuer {
@@ -130,6 +140,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     if let Some(admin) = gateway.admin_addr() {
         println!("  admin         http://{admin} (/healthz, /readyz)");
+    }
+    if let Some(log) = &audit {
+        println!(
+            "  audit trail   {} ({:?}; `infermesh audit verify {} --public-key {}`)",
+            log.dir().display(),
+            log.durability(),
+            log.dir().display(),
+            log.public_key_path().display()
+        );
     }
     if let Some(model) = mesh.models.keys().next() {
         let rest = gateway_addrs
@@ -196,6 +215,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = stop_issuer.send(true);
     if let Some(task) = issuer_task {
         task.await.context("dev issuer task")??;
+    }
+    if let Some(log) = &audit {
+        crate::trail::close(log, &crate::reload::Role::Up).await;
     }
     println!("infermesh up: stopped");
     Ok(())
