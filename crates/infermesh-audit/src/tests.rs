@@ -371,3 +371,68 @@ fn relaxed_records_are_written_within_the_flush_interval() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A one-shot-per-connection HTTP intake on loopback: collects every request body.
+fn intake() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/intake", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn records_are_shipped_to_the_sink_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, bodies) = intake();
+    let mut o = options(dir.path(), Durability::Strict);
+    o.sink = Some(crate::SinkOptions {
+        url,
+        protocol: crate::SinkProtocol::Http,
+        queue: 100,
+    });
+    let log = rt().block_on(async {
+        let log = AuditLog::open(o).unwrap();
+        for i in 0..3 {
+            log.event("decision", &serde_json::json!({"n": i}))
+                .durable()
+                .await
+                .unwrap();
+        }
+        log.close(&serde_json::json!({}), Duration::from_secs(5))
+            .await;
+        log
+    });
+    let file = segment::list(&dir.path().join("audit")).unwrap()[0].clone();
+    let written = lines(&file);
+    let mut shipped = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while shipped.len() < written.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let body = bodies.recv_timeout(left).expect("records shipped in time");
+        shipped.extend(body.lines().map(str::to_string));
+    }
+    assert_eq!(shipped, written);
+    assert_eq!(log.stats().sink_dropped, 0);
+}
