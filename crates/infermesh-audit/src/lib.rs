@@ -20,6 +20,7 @@
 mod error;
 pub mod keys;
 mod log;
+mod queue;
 pub mod read;
 pub mod record;
 mod segment;

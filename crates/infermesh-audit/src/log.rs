@@ -5,14 +5,15 @@
 //! after its decision and awaits just before answering.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::error::{AuditError, Unavailable};
+use crate::queue::Queue;
 use crate::record::Entry;
 use crate::stats::{AuditStats, Counters};
 use crate::{keys, segment, sink, writer};
@@ -69,6 +70,7 @@ pub struct Options {
 
 pub(crate) type Waiter = oneshot::Sender<Result<(), Unavailable>>;
 
+#[derive(Debug)]
 pub(crate) enum Msg {
     Record(Entry, Option<Waiter>),
     /// Write this stop record and a final checkpoint, then stop.
@@ -84,12 +86,19 @@ pub struct AuditLog {
 
 #[derive(Debug)]
 struct Inner {
-    tx: mpsc::Sender<Msg>,
+    queue: Arc<Queue>,
     counters: Arc<Counters>,
     durability: Durability,
     max_backlog: u64,
     dir: PathBuf,
     public_key: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle: the writer writes a final checkpoint and stops.
+        self.queue.disconnect();
+    }
 }
 
 /// A submitted record: [`Pending::durable`] resolves once it is on disk (strict), at
@@ -156,7 +165,8 @@ impl AuditLog {
             Some(s) => Some(sink::spawn(s.clone(), counters.clone())?),
             None => None,
         };
-        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(Queue::default());
+        let rx = queue.clone();
         let recovery = (!head.clean).then(|| {
             Entry::new(
                 crate::record::kind::RECOVERY,
@@ -182,7 +192,7 @@ impl AuditLog {
             })?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
-                tx,
+                queue,
                 counters,
                 durability: options.durability,
                 max_backlog: options.max_backlog,
@@ -219,7 +229,12 @@ impl AuditLog {
             }
             Durability::Relaxed => (None, State::Ready(Ok(()))),
         };
-        if inner.tx.send(Msg::Record(entry, waiter)).is_err() {
+        let urgent = inner.durability == Durability::Strict;
+        if inner
+            .queue
+            .push(Msg::Record(entry, waiter), urgent)
+            .is_err()
+        {
             inner.counters.backlog.fetch_sub(1, Ordering::Relaxed);
             Counters::add(&inner.counters.lost, 1);
             return ready(Err(Unavailable("the audit trail is closed".into())));
@@ -241,7 +256,7 @@ impl AuditLog {
     pub async fn close(&self, stop: &impl Serialize, timeout: Duration) {
         let (tx, rx) = oneshot::channel();
         let stop = Entry::new(crate::record::kind::STOP, stop);
-        if self.inner.tx.send(Msg::Close(stop, tx)).is_ok()
+        if self.inner.queue.push(Msg::Close(stop, tx), true).is_ok()
             && tokio::time::timeout(timeout, rx).await.is_err()
         {
             tracing::error!("audit trail: the final checkpoint was not written within {timeout:?}");

@@ -44,15 +44,16 @@ impl Entry {
     /// An entry of `kind` with the fields of `body` (which must serialize to a JSON
     /// object; anything else is recorded under `"value"`).
     pub fn new(kind: &str, body: &impl Serialize) -> Entry {
-        let value = serde_json::to_value(body).unwrap_or(serde_json::Value::Null);
-        let value = match value {
-            serde_json::Value::Object(_) => value,
-            other => serde_json::json!({ "value": other }),
+        let text = serde_json::to_string(body).unwrap_or_else(|_| "null".into());
+        let body = if text.starts_with('{') {
+            text
+        } else {
+            format!("{{\"value\":{text}}}")
         };
         Entry {
             ts: SystemTime::now(),
             kind: kind.to_owned(),
-            body: value.to_string(),
+            body,
         }
     }
 }
@@ -63,7 +64,13 @@ pub fn hash(line: &[u8]) -> String {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -73,14 +80,24 @@ pub fn timestamp(ts: SystemTime) -> String {
 
 /// The line of a record (no newline).
 pub fn compose(seq: u64, prev: &str, ts: &str, kind: &str, body: &str) -> String {
-    let kind = serde_json::Value::from(kind);
+    let mut out = Vec::with_capacity(body.len() + 160);
+    compose_into(&mut out, seq, prev, ts, kind, body);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the line of a record (no newline) to `out`.
+pub fn compose_into(out: &mut Vec<u8>, seq: u64, prev: &str, ts: &str, kind: &str, body: &str) {
+    use std::io::Write as _;
     let rest = body.trim().strip_prefix('{').unwrap_or("}");
-    let sep = if rest.trim_start().starts_with('}') {
-        ""
-    } else {
-        ","
-    };
-    format!("{{\"seq\":{seq},\"prev\":\"{prev}\",\"ts\":\"{ts}\",\"kind\":{kind}{sep}{rest}")
+    let _ = write!(
+        out,
+        "{{\"seq\":{seq},\"prev\":\"{prev}\",\"ts\":\"{ts}\",\"kind\":"
+    );
+    let _ = serde_json::to_writer(&mut *out, kind);
+    if !rest.trim_start().starts_with('}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest.as_bytes());
 }
 
 /// What a checkpoint's signature covers.

@@ -1,4 +1,4 @@
-//! The writer thread: takes every record waiting on the channel as one batch, chains
+//! The writer thread: takes every record waiting in the queue as one batch, chains
 //! them (`seq`, `prev`), appends checkpoints when due, and commits: one write and one
 //! fsync for the whole batch (group commit) — at once in strict mode, every
 //! `flush_interval` in relaxed mode. Rotation starts a new segment after a checkpoint
@@ -11,19 +11,16 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
+
+use crate::queue::{Queue, Taken};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Unavailable;
 use crate::keys::SigningKey;
 use crate::log::{Durability, Msg, Options, Waiter};
-use crate::record::{Entry, checkpoint_message, compose, hash, kind, timestamp};
+use crate::record::{Entry, checkpoint_message, compose_into, hash, kind, timestamp};
 use crate::segment::{Head, file_name};
 use crate::stats::Counters;
-
-/// Most records in one batch.
-const MAX_BATCH: usize = 8192;
-/// Relaxed mode writes early once this much is buffered.
-const RELAXED_BUFFER: usize = 1 << 20;
 
 pub(crate) struct Writer {
     dir: PathBuf,
@@ -53,7 +50,6 @@ pub(crate) struct Writer {
     lines: Vec<String>,
     waiters: Vec<Waiter>,
     submitted: u64,
-    dirty_since: Option<Instant>,
     rollback: Option<(u64, String, u64)>,
     /// Records lost since the trail was last writable: (count, since, error).
     gap: Option<(u64, SystemTime, String)>,
@@ -100,7 +96,6 @@ impl Writer {
             lines: Vec::new(),
             waiters: Vec::new(),
             submitted: 0,
-            dirty_since: None,
             rollback: None,
             gap: None,
             #[cfg(test)]
@@ -108,30 +103,16 @@ impl Writer {
         }
     }
 
-    pub fn run(mut self, rx: mpsc::Receiver<Msg>, recovery: Option<Entry>) {
+    pub fn run(mut self, queue: Arc<Queue>, recovery: Option<Entry>) {
         if let Some(entry) = recovery {
             self.append(&entry);
             self.commit();
         }
         loop {
-            let mut batch = Vec::new();
-            let mut disconnected = false;
-            let first = match self.next_wake() {
-                Some(wait) => rx.recv_timeout(wait),
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            };
-            match first {
-                Ok(msg) => batch.push(msg),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
-            }
-            while !disconnected && batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => disconnected = true,
-                }
-            }
+            let Taken {
+                items: batch,
+                disconnected,
+            } = queue.take(self.next_wake());
             if !batch.is_empty() {
                 self.rotate_if_due();
                 if let Some((lost, since, error)) = self.gap.take() {
@@ -152,45 +133,48 @@ impl Writer {
                     Msg::Close(stop, ack) => close = Some((stop, ack)),
                 }
             }
-            let mut force = false;
             if self.since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.checkpoint_interval
             {
                 self.checkpoint(false);
-                force = true;
             }
             if let Some((stop, ack)) = close {
+                queue.stop();
+                // Records queued after the close are not written: fail their waiters.
+                self.refuse(queue.take(Some(Duration::ZERO)).items);
                 self.append(&stop);
                 self.checkpoint(true);
                 self.commit();
+                // Release the directory lock before saying the trail is closed.
+                drop(self);
                 let _ = ack.send(());
                 return;
             }
             if disconnected {
+                queue.stop();
                 self.checkpoint(true);
                 self.commit();
                 return;
             }
-            let due = match self.durability {
-                Durability::Strict => true,
-                Durability::Relaxed => {
-                    self.buf.len() >= RELAXED_BUFFER
-                        || self
-                            .dirty_since
-                            .is_some_and(|t| t.elapsed() >= self.flush_interval)
-                }
-            };
-            if due || force {
-                self.commit();
+            // Strict: every batch at once. Relaxed: the writer woke because the flush
+            // interval passed (or many records wait): write what it took.
+            self.commit();
+        }
+    }
+
+    fn refuse(&self, items: Vec<Msg>) {
+        for msg in items {
+            Counters::add(&self.counters.lost, 1);
+            self.counters.backlog.fetch_sub(1, Ordering::Relaxed);
+            if let Msg::Record(_, Some(waiter)) = msg {
+                let _ = waiter.send(Err(Unavailable("the audit trail is closed".into())));
             }
         }
     }
 
     /// How long the thread may sleep: until the relaxed flush or the timed checkpoint.
     fn next_wake(&self) -> Option<Duration> {
-        let flush = self
-            .dirty_since
-            .map(|t| self.flush_interval.saturating_sub(t.elapsed()));
+        let flush = (self.durability == Durability::Relaxed).then_some(self.flush_interval);
         let checkpoint = (self.since_checkpoint > 0).then(|| {
             self.checkpoint_interval
                 .saturating_sub(self.last_checkpoint.elapsed())
@@ -231,14 +215,14 @@ impl Writer {
             self.rollback = Some((self.seq, self.head.clone(), self.since_checkpoint));
         }
         self.seq += 1;
-        let line = compose(self.seq, &self.head, ts, kind, body);
-        self.head = hash(line.as_bytes());
-        self.buf.extend_from_slice(line.as_bytes());
-        self.buf.push(b'\n');
+        let start = self.buf.len();
+        compose_into(&mut self.buf, self.seq, &self.head, ts, kind, body);
+        let line = &self.buf[start..];
+        self.head = hash(line);
         if self.sink.is_some() {
-            self.lines.push(line);
+            self.lines.push(String::from_utf8_lossy(line).into_owned());
         }
-        self.dirty_since.get_or_insert_with(Instant::now);
+        self.buf.push(b'\n');
     }
 
     /// Closes the current segment with a checkpoint and starts a new one when it is
@@ -270,7 +254,6 @@ impl Writer {
         self.counters
             .backlog
             .fetch_sub(submitted, Ordering::Relaxed);
-        self.dirty_since = None;
         let ok = match result {
             Ok(()) => {
                 self.len += records as u64;
