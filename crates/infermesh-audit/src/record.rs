@@ -29,6 +29,9 @@ pub mod kind {
     pub const RECOVERY: &str = "recovery";
     /// Records could not be written for a while (disk full): how many were lost.
     pub const GAP: &str = "gap";
+    /// A workload certificate was issued or rotated (recorded by the identity code
+    /// through [`crate::AuditLog::event`]).
+    pub const CERTIFICATE: &str = "certificate";
 }
 
 /// A record before it joins the chain: the writer adds `seq`, `prev` and `ts`.

@@ -176,6 +176,28 @@ fn strict_trail_keeps_every_answered_request_across_kill_9() {
     );
     assert_eq!(of_kind(&records, "start").len(), ROUNDS + 1);
     assert_verifies(&mesh, &trail);
+    // `audit query` finds an answered request by its id: one gateway decision.
+    let id = &answered[answered.len() / 2];
+    let args: Vec<String> = [
+        "audit",
+        "query",
+        "--request-id",
+        id,
+        "--kind",
+        "decision",
+        "audit",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (status, out, err) = run_to_end(&args, mesh.dir.path(), WAIT);
+    assert!(status.success(), "{out}\n{err}");
+    let found: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{out}");
+    assert_eq!(found[0]["request_id"], id.as_str());
+    assert_eq!(found[0]["decision"], "allow");
     // The sidecar keeps its own trail, and it verifies too (it is still running).
     let sidecar_trail = trail.join("sidecar-tfserving-a");
     assert!(!of_kind(&read_trail(&sidecar_trail), "decision").is_empty());
@@ -266,4 +288,41 @@ fn a_split_change_under_traffic_is_one_config_record_shown_by_rollouts() {
     );
     assert!(out.lines().any(|l| l.contains("  start   up ")), "{out}");
     assert_verifies(&mesh, &trail);
+
+    // One changed byte in a copy: verify fails, exits 1 and names the record.
+    let copy = mesh.dir.path().join("tampered");
+    fs::create_dir(&copy).unwrap();
+    for entry in fs::read_dir(&trail).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let segment = fs::read_dir(&copy)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let text = fs::read_to_string(&segment).unwrap();
+    let tampered = text.replacen("\"decision\":\"allow\"", "\"decision\":\"allox\"", 1);
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"decision\":\"allow\""))
+        .unwrap()
+        + 1;
+    fs::write(&segment, tampered).unwrap();
+    let args: Vec<String> = vec![
+        "audit".into(),
+        "verify".into(),
+        copy.display().to_string(),
+        "--public-key".into(),
+        trail.join("audit.pub").display().to_string(),
+    ];
+    let (status, out, _) = run_to_end(&args, mesh.dir.path(), WAIT);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAILED (Changed)")
+            && out.contains(&format!(".jsonl:{line}: record seq {line} was changed")),
+        "{out}"
+    );
 }
