@@ -10,6 +10,9 @@
 #   CONNS=64 connections   THREADS=2 wrk threads   DURATION=6 seconds per measurement
 #   WARMUP=2 seconds       ROUNDS=3                INFERMESH=<binary> (default: the
 #   release binary of $CARGO_TARGET_DIR or target/)
+#   HOPS=2: gateway → sidecar → model server, both proxies auditing (default);
+#   HOPS=1: gateway → model server (the workload's endpoint is the model server), one
+#           auditing proxy
 # Raw output: bench/audit/out/<UTC timestamp>/ (bench/audit/out/latest points at it).
 set -euo pipefail
 
@@ -28,6 +31,7 @@ THREADS=${THREADS:-2}
 DURATION=${DURATION:-6}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
+HOPS=${HOPS:-2}
 INFERMESH=${INFERMESH:-${CARGO_TARGET_DIR:-$ROOT/target}/release/infermesh}
 REST_PATH=/v1/models/half_plus_two/versions/1:predict
 REST_BODY='{"instances": [1.0, 2.0, 5.0]}'
@@ -94,6 +98,7 @@ workloads:
   - name: tfserving-a
     listen: 127.0.0.1:$SIDECAR
     upstream: {rest: 127.0.0.1:$MS_REST, grpc: 127.0.0.1:$MS_GRPC}
+$([ "$HOPS" = 1 ] && echo "    endpoints: [127.0.0.1:$MS_REST]")
 models:
   - name: half_plus_two
     served_by: tfserving-a
@@ -115,9 +120,11 @@ measure() { # round mode
   local round=$1 mode=$2 dir=$OUT/$1-$2
   mkdir -p "$dir"
   mesh_yaml "$mode" "$dir" >"$dir/mesh.yaml"
-  "$INFERMESH" sidecar --config "$dir/mesh.yaml" --workload tfserving-a \
-    >"$dir/sidecar.stdout" 2>"$dir/sidecar.stderr" &
-  PIDS+=($!)
+  if [ "$HOPS" = 2 ]; then
+    "$INFERMESH" sidecar --config "$dir/mesh.yaml" --workload tfserving-a \
+      >"$dir/sidecar.stdout" 2>"$dir/sidecar.stderr" &
+    PIDS+=($!)
+  fi
   "$INFERMESH" gateway --config "$dir/mesh.yaml" >"$dir/gateway.stdout" 2>"$dir/gateway.stderr" &
   PIDS+=($!)
   local url=http://127.0.0.1:$GATEWAY$REST_PATH
@@ -134,15 +141,34 @@ measure() { # round mode
     "$INFERMESH" audit verify "$dir/audit" --public-key "$dir/audit/audit.pub" >"$dir/verify.txt" \
       || die "the $mode trail does not verify: $(cat "$dir/verify.txt")"
   fi
+  local commits=
+  if [ "$mode" != off ]; then # the gateway's "audit trail closed" line: records per fsync
+    commits=$(grep -h "audit trail closed" "$dir/gateway.stderr" | sed 's/\x1b\[[0-9;]*m//g' \
+      | grep -o 'records=[0-9]* fsyncs=[0-9]*' | head -1)
+  fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$mode" "$rps" "$p50" "$p99" "$errors" >>"$RESULTS"
-  log "round $round $mode: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $errors"
+  log "round $round $mode: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $errors${commits:+, gateway trail: $commits}"
+}
+
+fsync_probe() { # p50 / p99 of 300 write(3 KB) + fdatasync on the trail's file system
+  python3 - "$OUT/fsync-probe" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+ts = []
+for _ in range(300):
+    t = time.perf_counter(); os.write(fd, b"x" * 3000); os.fdatasync(fd); ts.append(time.perf_counter() - t)
+os.close(fd); os.remove(sys.argv[1]); ts.sort()
+print("p50 %.2f ms, p99 %.2f ms" % (ts[150] * 1e3, ts[297] * 1e3))
+PY
 }
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "fdatasync of 3 KB before: $(fsync_probe)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "filesystem of the trail: $(df -T "$OUT" | awk 'NR == 2 { print $2 }')"
+  echo "topology: HOPS=$HOPS ($([ "$HOPS" = 1 ] && echo "gateway → model server" || echo "gateway → sidecar → model server"))"
   echo "wrk: $CONNS connections, $THREADS threads, ${DURATION}s per measurement, ${ROUNDS} rounds"
 } >"$OUT/machine.txt"
 
@@ -166,4 +192,7 @@ for mode in ["off", "relaxed", "strict"]:
     errs = sum(int(r["errors"]) for r in rs.values())
     print(f"| {mode} | {med('req_s'):.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {errs} | {statistics.median(ratios):.2f} |")
 PY
+echo "fdatasync of 3 KB after: $(fsync_probe)" >>"$OUT/machine.txt"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
 log "raw output: $OUT"

@@ -105,6 +105,17 @@ pub async fn close(log: &AuditLog, role: &Role) {
         CLOSE_TIMEOUT,
     )
     .await;
+    let s = log.stats();
+    tracing::info!(
+        records = s.records,
+        fsyncs = s.fsyncs,
+        checkpoints = s.checkpoints,
+        write_failures = s.write_failures,
+        lost = s.lost,
+        refused = s.refused,
+        write_ms_max = s.write_time_max.as_millis() as u64,
+        "audit trail closed"
+    );
 }
 
 /// What serves each model: versions, labels, split, mirror, workload.
