@@ -26,6 +26,7 @@ pub mod record;
 mod segment;
 mod sink;
 mod stats;
+mod sync;
 mod verify;
 mod writer;
 

@@ -177,8 +177,15 @@ impl AuditLog {
                 }),
             )
         });
+        let syncer = crate::sync::Syncer::start(counters.clone(), options.dir.clone()).map_err(
+            |source| AuditError::Dir {
+                dir: options.dir.clone(),
+                source,
+            },
+        )?;
         #[cfg_attr(not(test), allow(unused_mut))]
-        let mut writer = writer::Writer::new(&options, key, head, counters.clone(), sink, lock);
+        let mut writer =
+            writer::Writer::new(&options, key, head, counters.clone(), sink, lock, syncer);
         #[cfg(test)]
         {
             writer.fail = fail;

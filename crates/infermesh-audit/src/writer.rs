@@ -1,7 +1,8 @@
 //! The writer thread: takes every record waiting in the queue as one batch, chains
 //! them (`seq`, `prev`), appends checkpoints when due, and commits: one write and one
 //! fsync for the whole batch (group commit) — at once in strict mode, every
-//! `flush_interval` in relaxed mode. Rotation starts a new segment after a checkpoint
+//! `flush_interval` in relaxed mode. The fsync runs on a syncer thread (`sync.rs`), so
+//! the next batch is written while the previous one is being synced. Rotation starts a new segment after a checkpoint
 //! that closes the old one. A failed write (disk full) is rolled back (the file cut
 //! back to its last whole record, the chain head restored), its waiters fail, and the
 //! next successful write begins with a `gap` record saying how many were lost.
@@ -21,6 +22,7 @@ use crate::log::{Durability, Msg, Options, Waiter};
 use crate::record::{Entry, checkpoint_message, compose_into, hash, kind, timestamp};
 use crate::segment::{Head, file_name};
 use crate::stats::Counters;
+use crate::sync::Syncer;
 
 pub(crate) struct Writer {
     dir: PathBuf,
@@ -36,7 +38,8 @@ pub(crate) struct Writer {
     /// Held for the writer's life: one writer per directory.
     _lock: File,
 
-    file: Option<(PathBuf, File)>,
+    file: Option<(PathBuf, Arc<File>)>,
+    syncer: Syncer,
     len: u64,
     opened: Instant,
     /// The chain head: last `seq` and its hash.
@@ -65,13 +68,14 @@ impl Writer {
         counters: Arc<Counters>,
         sink: Option<mpsc::SyncSender<String>>,
         lock: File,
+        syncer: Syncer,
     ) -> Writer {
         let file = head.file.and_then(|path| {
             OpenOptions::new()
                 .append(true)
                 .open(&path)
                 .ok()
-                .map(|f| (path, f))
+                .map(|f| (path, Arc::new(f)))
         });
         Writer {
             dir: options.dir.clone(),
@@ -87,6 +91,7 @@ impl Writer {
             _lock: lock,
             len: if file.is_some() { head.len } else { 0 },
             file,
+            syncer,
             opened: Instant::now(),
             seq: head.seq,
             head: head.hash,
@@ -145,6 +150,7 @@ impl Writer {
                 self.append(&stop);
                 self.checkpoint(true);
                 self.commit();
+                self.syncer.drain();
                 // Release the directory lock before saying the trail is closed.
                 drop(self);
                 let _ = ack.send(());
@@ -154,6 +160,7 @@ impl Writer {
                 queue.stop();
                 self.checkpoint(true);
                 self.commit();
+                self.syncer.drain();
                 return;
             }
             // Strict: every batch at once. Relaxed: the writer woke because the flush
@@ -240,31 +247,25 @@ impl Writer {
         }
     }
 
-    /// Writes and fsyncs the batch; completes its waiters. Returns whether it worked.
+    /// Writes the batch and hands it to a syncer, which completes its waiters once it
+    /// is durable. Returns whether the write worked.
     fn commit(&mut self) -> bool {
         let Some((seq_before, head_before, since_before)) = self.rollback.take() else {
             return true;
         };
-        let records = self.buf.len();
+        let bytes = self.buf.len() as u64;
         let started = Instant::now();
         let result = self.write(seq_before + 1);
-        self.counters.write_time(started.elapsed());
         let lines = self.seq - seq_before;
         let submitted = std::mem::take(&mut self.submitted);
         self.counters
             .backlog
             .fetch_sub(submitted, Ordering::Relaxed);
         let ok = match result {
-            Ok(()) => {
-                self.len += records as u64;
+            Ok(file) => {
+                self.len += bytes;
                 Counters::add(&self.counters.records, lines);
                 Counters::add(&self.counters.batches, 1);
-                if self.counters.unavailable.swap(false, Ordering::Relaxed) {
-                    tracing::info!(dir = %self.dir.display(), "audit trail writable again");
-                }
-                for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(Ok(()));
-                }
                 if let Some(sink) = &self.sink {
                     for line in self.lines.drain(..) {
                         if sink.try_send(line).is_err() {
@@ -272,6 +273,8 @@ impl Writer {
                         }
                     }
                 }
+                let waiters = std::mem::take(&mut self.waiters);
+                self.syncer.sync(file, waiters, started);
                 true
             }
             Err(e) => {
@@ -308,7 +311,8 @@ impl Writer {
         ok
     }
 
-    fn write(&mut self, first_seq: u64) -> std::io::Result<()> {
+    /// Appends the batch to the current segment (creating it first if needed).
+    fn write(&mut self, first_seq: u64) -> std::io::Result<Arc<File>> {
         #[cfg(test)]
         if self
             .fail
@@ -320,20 +324,19 @@ impl Writer {
                 "No space left on device (injected)",
             ));
         }
-        if self.file.is_none() {
-            let path = self.dir.join(file_name(first_seq));
-            let file = create(&path)?;
-            self.opened = Instant::now();
-            self.len = 0;
-            self.file = Some((path, file));
-        }
-        let Some((_, file)) = self.file.as_mut() else {
-            return Ok(());
+        let file = match &self.file {
+            Some((_, file)) => file.clone(),
+            None => {
+                let path = self.dir.join(file_name(first_seq));
+                let file = Arc::new(create(&path)?);
+                self.opened = Instant::now();
+                self.len = 0;
+                self.file = Some((path, file.clone()));
+                file
+            }
         };
-        file.write_all(&self.buf)?;
-        file.sync_data()?;
-        Counters::add(&self.counters.fsyncs, 1);
-        Ok(())
+        (&*file).write_all(&self.buf)?;
+        Ok(file)
     }
 }
 
