@@ -33,7 +33,7 @@ struct Slots {
 }
 
 pub(crate) struct Syncer {
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     slots: Arc<Slots>,
 }
 
@@ -61,10 +61,7 @@ impl Syncer {
                     }
                 })?;
         }
-        Ok(Syncer {
-            jobs: Some(tx),
-            slots,
-        })
+        Ok(Syncer { jobs: tx, slots })
     }
 
     /// Makes everything written to `file` so far durable, then completes `waiters`.
@@ -86,12 +83,13 @@ impl Syncer {
             waiters,
             started,
         };
-        if let Some(jobs) = &self.jobs
-            && let Err(mpsc::SendError(job)) = jobs.send(job)
-        {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
             for waiter in job.waiters {
                 let _ = waiter.send(Err(Unavailable("the audit syncer stopped".into())));
             }
+            let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+            *busy -= 1;
+            self.slots.freed.notify_all();
         }
     }
 
