@@ -140,6 +140,8 @@ measure() { # round mode
   if [ "$mode" != off ]; then
     "$INFERMESH" audit verify "$dir/audit" --public-key "$dir/audit/audit.pub" >"$dir/verify.txt" \
       || die "the $mode trail does not verify: $(cat "$dir/verify.txt")"
+    du -sh "$dir/audit" >"$dir/trail-size.txt"
+    rm -rf "$dir/audit" # hundreds of MB per measurement
   fi
   local commits=
   if [ "$mode" != off ]; then # the gateway's "audit trail closed" line: records per fsync
