@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod audit;
 pub mod conditions;
 mod dev_issuer;
 mod error;
@@ -35,6 +36,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+pub use audit::{AuditConfig, AuditDurability, AuditSink, DEFAULT_AUDIT_DIR, RecordAllows};
 pub use conditions::{API_NAMES, ConditionKey, IpBlock};
 pub use error::{ConfigError, ConfigErrors};
 pub use istio::import_istio;

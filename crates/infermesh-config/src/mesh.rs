@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "policies",
     "authorization",
     "telemetry",
+    "audit",
 ];
 const WORKLOAD_KEYS: &[&str] = &[
     "name",
@@ -146,6 +147,7 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
                 crate::telemetry::telemetry(cx, n, p, &base_dir)
             })
             .unwrap_or_default(),
+        audit: top.opt(cx, "audit", crate::audit::audit),
     })
 }
 

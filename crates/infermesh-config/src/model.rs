@@ -32,6 +32,8 @@ pub struct MeshConfig {
     pub authz: crate::security::AuthzSettings,
     /// Access log and trace export (`telemetry:`).
     pub telemetry: crate::telemetry::Telemetry,
+    /// The audit trail (`audit:`); `None`: none is written.
+    pub audit: Option<crate::AuditConfig>,
 }
 
 /// An address: an IP socket address, or a host name re-resolved periodically.

@@ -517,3 +517,53 @@ spec:
     assert!(err.contains("istio_files[0]: cannot read"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn audit_defaults_and_every_field() {
+    use infermesh_config::{AuditConfig, AuditDurability, AuditSink, RecordAllows};
+    assert_eq!(ok(MINIMAL).audit, None, "no `audit:`, no trail");
+    let c = ok(&format!("{MINIMAL}audit: {{}}\n"));
+    assert_eq!(
+        c.audit,
+        Some(AuditConfig {
+            dir: ".infermesh/audit".into(),
+            durability: AuditDurability::Relaxed,
+            flush_interval: Duration::from_secs(1),
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            rotate_bytes: 64 << 20,
+            rotate_age: Duration::from_secs(86400),
+            record_allows: RecordAllows::All,
+            signing_key: ".infermesh/audit/audit.key".into(),
+            sink: None,
+        })
+    );
+    let c = ok(&format!(
+        "{MINIMAL}audit:\n  dir: /var/lib/infermesh/audit\n  durability: strict\n  \
+         flush_interval: 200ms\n  checkpoint: {{every: 50, interval: 2s}}\n  \
+         rotate: {{max_bytes: 1MiB, max_age: 1h}}\n  record_allows: audited\n  \
+         signing_key: /etc/infermesh/audit.key\n  \
+         sink: {{url: http://127.0.0.1:4318/v1/logs, protocol: otlp, queue: 100}}\n"
+    ));
+    let a = c.audit.expect("audit");
+    assert_eq!(a.durability, AuditDurability::Strict);
+    assert_eq!(a.flush_interval, Duration::from_millis(200));
+    assert_eq!(
+        (a.checkpoint_every, a.checkpoint_interval),
+        (50, Duration::from_secs(2))
+    );
+    assert_eq!(
+        (a.rotate_bytes, a.rotate_age),
+        (1 << 20, Duration::from_secs(3600))
+    );
+    assert_eq!(a.record_allows, RecordAllows::Audited);
+    assert_eq!(a.signing_key, Path::new("/etc/infermesh/audit.key"));
+    assert_eq!(
+        a.sink,
+        Some(AuditSink {
+            url: "http://127.0.0.1:4318/v1/logs".into(),
+            otlp: true,
+            queue: 100
+        })
+    );
+}

@@ -65,6 +65,10 @@ pub enum Failure {
     /// No answer from the upstream within the route's timeout.
     #[error("upstream request timeout after {0:?}")]
     Timeout(Duration),
+    /// Strict audit: the request's decision record could not be made durable (disk
+    /// full, I/O error, backlog full), so it is refused rather than served unaudited.
+    #[error("audit trail unavailable: {0}")]
+    AuditUnavailable(String),
 }
 
 impl Failure {

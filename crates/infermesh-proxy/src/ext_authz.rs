@@ -19,6 +19,7 @@ use infermesh_authz::Decision;
 use infermesh_config::MeshConfig;
 use infermesh_telemetry::Metrics;
 
+use crate::audit::ProxyAudit;
 use crate::authenticate::{self, Authenticators};
 use crate::authorize::{self, Authorizers};
 use crate::body::RequestBody;
@@ -66,6 +67,8 @@ pub struct ExtAuthz {
     authorizers: Authorizers,
     authenticators: Authenticators,
     metrics: Arc<Metrics>,
+    /// Where decisions are recorded (role `ext-authz`), if auditing is on.
+    audit: Option<ProxyAudit>,
 }
 
 impl ExtAuthz {
@@ -78,7 +81,15 @@ impl ExtAuthz {
             authorizers,
             authenticators,
             metrics,
+            audit: None,
         }
+    }
+
+    /// Records every decision in `audit`; in strict mode a check is answered only
+    /// once its record is durable (else it is denied: 503 / UNAVAILABLE).
+    pub fn with_audit(mut self, audit: ProxyAudit) -> ExtAuthz {
+        self.audit = Some(audit);
+        self
     }
 
     pub async fn check(&self, input: CheckInput) -> CheckAnswer {
@@ -145,7 +156,21 @@ impl ExtAuthz {
         let (signature, _) = authorize::signature(&authorizer, &inspected, body, limit).await?;
         let version = inspected.model.named_version();
         let request = authorize::request(&parts, &inspected, version, signature.as_deref());
-        Ok(authorize::decide(&authorizer, &request))
+        let decision = authorize::decide(&authorizer, &request);
+        if let Some(audit) = &self.audit {
+            let who = ("ext-authz", None);
+            let pending = audit.decision_as(who, &parts, &inspected, version, &decision, false);
+            if let Some(pending) = pending {
+                if let Some(refused) = pending.refused() {
+                    return Err(Failure::AuditUnavailable(refused.0.clone()));
+                }
+                pending
+                    .durable()
+                    .await
+                    .map_err(|e| Failure::AuditUnavailable(e.0))?;
+            }
+        }
+        Ok(decision)
     }
 }
 

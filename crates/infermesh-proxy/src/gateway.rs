@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::admin::{self, ReloadRequest};
+use crate::audit::ProxyAudit;
 use crate::error::ProxyError;
 use crate::listener;
 use crate::pipeline::{Proxy, ProxyStats, Role};
@@ -109,6 +110,15 @@ impl Gateway {
     /// Counters (mirrored and skipped mirror requests, requests handled).
     pub fn stats(&self) -> Arc<ProxyStats> {
         self.proxy.stats.clone()
+    }
+
+    /// Records every authorization decision in `audit` (see `audit.rs`). Before
+    /// [`Gateway::run`].
+    pub fn with_audit(mut self, audit: ProxyAudit) -> Gateway {
+        if let Some(proxy) = Arc::get_mut(&mut self.proxy) {
+            proxy.audit = Some(audit);
+        }
+        self
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight
@@ -213,6 +223,14 @@ impl Sidecar {
 
     pub fn stats(&self) -> Arc<ProxyStats> {
         self.proxy.stats.clone()
+    }
+
+    /// As [`Gateway::with_audit`].
+    pub fn with_audit(mut self, audit: ProxyAudit) -> Sidecar {
+        if let Some(proxy) = Arc::get_mut(&mut self.proxy) {
+            proxy.audit = Some(audit);
+        }
+        self
     }
 
     /// As [`Gateway::run`].

@@ -16,6 +16,7 @@
 
 mod admin;
 mod attempts;
+mod audit;
 mod authenticate;
 mod authorize;
 mod body;
@@ -40,6 +41,7 @@ mod signature;
 mod upstream;
 
 pub use admin::ReloadRequest;
+pub use audit::ProxyAudit;
 pub use error::{Failure, ProxyError};
 pub use gateway::{Gateway, Sidecar};
 pub use identity::{Connection, PeerIdentity, RequestAuth};

@@ -10,6 +10,9 @@
 //! accept → parse model request → authenticate → authorize → forward → record
 //! ```
 //!
+//! With auditing on, the authorize stage also submits the decision record (`audit.rs`);
+//! in strict mode `handle` awaits its durability just before answering.
+//!
 //! [`Proxy::handle`] is the whole request path; each stage is one call into its
 //! module (see `docs/pipeline.md`). The route decision is pure (it picks a version,
 //! sends nothing), so the version that will serve is the one authorized. Failures
@@ -27,11 +30,13 @@ use http_body_util::Limited;
 use hyper::body::Incoming;
 use infermesh_config::{MeshConfig, RetryPolicy};
 
+use infermesh_audit::Pending;
 use infermesh_config::Model;
 use infermesh_telemetry::Telemetry;
 use infermesh_telemetry::context::REQUEST_ID;
 
 use crate::attempts::Attempts;
+use crate::audit::ProxyAudit;
 use crate::authenticate::{self, Authenticators};
 use crate::authorize::{self, Authorizers};
 use crate::body::{ProxyBody, RequestBody};
@@ -102,6 +107,8 @@ pub struct Proxy {
     pub telemetry: Arc<Telemetry>,
     /// Label values derived from the config in use.
     pub names: NameCache,
+    /// Where decisions are recorded, if auditing is on.
+    pub(crate) audit: Option<ProxyAudit>,
 }
 
 /// The result of the route stage: what to send where, under which policy.
@@ -134,6 +141,7 @@ impl Proxy {
             stats: Arc::default(),
             telemetry,
             names,
+            audit: None,
         }
     }
 
@@ -143,7 +151,22 @@ impl Proxy {
         let config = self.config.load_full();
         // 0. trace context and request id, passed on to the next hop.
         let mut exchange = Exchange::start(&mut request, self.telemetry.sampling());
-        let mut response = match self.pipeline(&config, request, &mut exchange).await {
+        let mut audited = None;
+        let result = self
+            .pipeline(&config, request, &mut exchange, &mut audited)
+            .await;
+        // Strict audit: no answer before the decision record is durable.
+        let result = match (audited.map(Pending::durable), result) {
+            (Some(durable), result) => match durable.await {
+                Ok(()) => result,
+                Err(e) => {
+                    tracing::error!(error = %e, "refusing a request: its audit record is not durable");
+                    Err(Failure::AuditUnavailable(e.0))
+                }
+            },
+            (None, result) => result,
+        };
+        let mut response = match result {
             Ok(response) => response,
             Err(failure) => {
                 let failure = failure.with_limit(config.limits.max_request_body_bytes);
@@ -178,6 +201,7 @@ impl Proxy {
         config: &Arc<MeshConfig>,
         request: Request<Incoming>,
         exchange: &mut Exchange,
+        audited: &mut Option<Pending>,
     ) -> Result<Response<ProxyBody>, Failure> {
         let authorizer = self.authorizers.get(config);
 
@@ -233,6 +257,12 @@ impl Proxy {
         let authz = authorize::request(&parts, &inspected, version, signature);
         let decision = authorize::decide(&authorizer, &authz);
         let allowed = decision.allowed;
+        if let Some(audit) = &self.audit {
+            *audited = audit.decision(&self.role, &parts, &inspected, version, &decision, false);
+            if let Some(refused) = audited.as_ref().and_then(Pending::refused) {
+                return Err(Failure::AuditUnavailable(refused.0.clone()));
+            }
+        }
         exchange.authz = Some(decision);
         if !allowed {
             return Err(Failure::Denied);
@@ -244,7 +274,13 @@ impl Proxy {
                 let (model, mut decision) = routed?;
                 if let Some(mirror) = decision.mirror {
                     let copy = authorize::request(&parts, &inspected, Some(mirror), signature);
-                    if !authorize::decide(&authorizer, &copy).allowed {
+                    let copy = authorize::decide(&authorizer, &copy);
+                    if let Some(audit) = &self.audit {
+                        // Recorded, not awaited: nobody is answered from the mirror.
+                        let mirror = Some(mirror);
+                        let _ = audit.decision(&self.role, &parts, &inspected, mirror, &copy, true);
+                    }
+                    if !copy.allowed {
                         tracing::debug!(mirror, "mirror version not authorized: not mirrored");
                         self.telemetry.metrics.mirror(&model.name, "denied");
                         decision.mirror = None;

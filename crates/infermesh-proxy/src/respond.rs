@@ -21,6 +21,11 @@ pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-infermesh-mode
 /// about the policies.
 pub const DENIED_MESSAGE: &str = "RBAC: access denied";
 
+/// What a request refused for want of a durable audit record is told (the cause is
+/// logged, not answered).
+pub const AUDIT_UNAVAILABLE_MESSAGE: &str =
+    "The audit trail cannot be written; the request was refused rather than served unaudited";
+
 /// A failure, classified.
 struct Answer {
     /// The `x-infermesh-error` value.
@@ -72,6 +77,11 @@ fn classify(failure: &Failure) -> Answer {
             "timeout",
             Status::deadline_exceeded(format!("upstream request timeout after {after:?}")),
             None,
+        ),
+        Failure::AuditUnavailable(_) => (
+            "audit-unavailable",
+            Status::unavailable(AUDIT_UNAVAILABLE_MESSAGE),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
         ),
     };
     let http = http.unwrap_or_else(|| {
@@ -211,6 +221,18 @@ mod tests {
         );
         assert_eq!(r.status(), 400);
         assert_eq!(r.headers()[&ERROR_HEADER], "request");
+    }
+
+    #[test]
+    fn audit_unavailable_is_503_and_grpc_unavailable() {
+        let f = Failure::AuditUnavailable("No space left on device".into());
+        let r = failure(Protocol::Rest, &f);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[&ERROR_HEADER], "audit-unavailable");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = failure(Protocol::Grpc, &f);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(r.headers()["grpc-message"], AUDIT_UNAVAILABLE_MESSAGE);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum Command {
     /// Check mesh files as `up`, `gateway` and `sidecar` would, without starting
     /// anything: exit 0 when valid, 64 with file:line errors when not.
     Validate(crate::validate::ValidateArgs),
+    /// Check and read the audit trail: verify, rollouts, query.
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Args;
@@ -40,21 +41,48 @@ pub struct ExtAuthzArgs {
 
 pub async fn run(args: ExtAuthzArgs) -> anyhow::Result<()> {
     let path = crate::mesh::locate(&args.config);
-    let reloader = reload::load(&path, reload::Role::ExtAuthz)?;
+    let mut reloader = reload::load(&path, reload::Role::ExtAuthz)?;
+    let drain = reloader.config().load().limits.drain_timeout;
     let telemetry = crate::mesh::start_telemetry(&reloader)?;
-    let service = Service(ExtAuthz::new(reloader.config(), telemetry.metrics.clone()));
+    let mut decider = ExtAuthz::new(reloader.config(), telemetry.metrics.clone());
+    let audit = reloader.open_audit()?;
+    if let Some(log) = &audit {
+        crate::mesh::audit_metrics(&telemetry, log);
+        decider = decider.with_audit(crate::mesh::proxy_audit(&reloader, log));
+    }
+    let service = Service(decider);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let _reload = reloader.spawn();
     tracing::info!(addr = %args.listen, "ext_authz listening (envoy.service.auth.v3.Authorization)");
-    tonic::transport::Server::builder()
+    // Envoy keeps its connections open: after the shutdown signal, in-flight checks
+    // get `limits.drain_timeout` to finish, then the server stops regardless.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server = tonic::transport::Server::builder()
         .add_service(AuthorizationServer::new(service))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            crate::shutdown::signal(),
-        )
-        .await?;
+            async move {
+                crate::shutdown::signal().await;
+                signalled.notify_one();
+            },
+        );
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!(?drain, "ext_authz: connections still open after the drain timeout; stopping");
+            Ok(())
+        }
+    };
+    if let Some(log) = &audit {
+        crate::trail::close(log, &reload::Role::ExtAuthz).await;
+    }
+    result?;
     tracing::info!("ext_authz stopped");
     Ok(())
 }
@@ -219,6 +247,7 @@ impl Authorization for Service {
         } else {
             let code = match answer.status.as_u16() {
                 401 => tonic::Code::Unauthenticated,
+                503 => tonic::Code::Unavailable,
                 403 => tonic::Code::PermissionDenied,
                 400 | 413 => tonic::Code::InvalidArgument,
                 404 => tonic::Code::NotFound,

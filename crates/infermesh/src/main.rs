@@ -3,6 +3,7 @@
 //! failures (2 for command lines clap refuses).
 #![forbid(unsafe_code)]
 
+mod audit;
 mod cli;
 mod dev_issuer;
 mod error;
@@ -13,6 +14,7 @@ mod model_server;
 mod policy;
 mod reload;
 mod shutdown;
+mod trail;
 mod up;
 mod validate;
 
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Export(args) => export::run(args),
             cli::Command::Validate(args) => validate::run(args),
             cli::Command::ExtAuthz(args) => ext_authz::run(args).await,
+            cli::Command::Audit(args) => audit::run(args),
         }
     });
     match result {

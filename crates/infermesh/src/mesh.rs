@@ -1,13 +1,14 @@
 //! `infermesh gateway` and `infermesh sidecar`: load and validate `mesh.yaml` (exit 64
 //! with file:line errors if it is invalid), then run one data-plane role until
-//! Ctrl-C/SIGTERM, reloading the file when it changes or on SIGHUP (`reload.rs`).
+//! Ctrl-C/SIGTERM, reloading the file when it changes or on SIGHUP (`reload.rs`), and
+//! writing the audit trail when the mesh has `audit:` (`trail.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
-use infermesh_proxy::{Gateway, Sidecar};
+use infermesh_proxy::{Gateway, ProxyAudit, Sidecar};
 use infermesh_telemetry::{Kind, Telemetry};
 
 use crate::cli::{GatewayArgs, SidecarArgs};
@@ -30,9 +31,15 @@ pub fn locate(path: &Path) -> PathBuf {
 }
 
 pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let reloader = reload::load(&args.config, reload::Role::Gateway)?;
+    let mut reloader = reload::load(&args.config, reload::Role::Gateway)?;
     let telemetry = start_telemetry(&reloader)?;
-    let gateway = Gateway::bind(reloader.config(), telemetry)?.with_reload(reloader.admin_sender());
+    let mut gateway =
+        Gateway::bind(reloader.config(), telemetry.clone())?.with_reload(reloader.admin_sender());
+    let audit = reloader.open_audit()?;
+    if let Some(log) = &audit {
+        audit_metrics(&telemetry, log);
+        gateway = gateway.with_audit(proxy_audit(&reloader, log));
+    }
     let _reload = reloader.spawn();
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening (TF Serving REST and gRPC)");
@@ -40,7 +47,11 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if let Some(addr) = gateway.admin_addr() {
         tracing::info!(%addr, "admin listening (/healthz, /readyz, /metrics)");
     }
-    gateway.run(crate::shutdown::signal()).await?;
+    let result = gateway.run(crate::shutdown::signal()).await;
+    if let Some(log) = &audit {
+        crate::trail::close(log, &reload::Role::Gateway).await;
+    }
+    result?;
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -49,10 +60,15 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
     let role = reload::Role::Sidecar {
         workload: args.workload.clone(),
     };
-    let reloader = reload::load(&args.config, role)?;
+    let mut reloader = reload::load(&args.config, role.clone())?;
     let telemetry = start_telemetry(&reloader)?;
-    let sidecar = Sidecar::bind(reloader.config(), &args.workload, telemetry)?
+    let mut sidecar = Sidecar::bind(reloader.config(), &args.workload, telemetry.clone())?
         .with_reload(reloader.admin_sender());
+    let audit = reloader.open_audit()?;
+    if let Some(log) = &audit {
+        audit_metrics(&telemetry, log);
+        sidecar = sidecar.with_audit(proxy_audit(&reloader, log));
+    }
     let _reload = reloader.spawn();
     for addr in sidecar.local_addrs() {
         tracing::info!(%addr, workload = %args.workload, "sidecar listening");
@@ -60,7 +76,11 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
     if let Some(addr) = sidecar.admin_addr() {
         tracing::info!(%addr, "admin listening (/healthz, /readyz, /metrics)");
     }
-    sidecar.run(crate::shutdown::signal()).await?;
+    let result = sidecar.run(crate::shutdown::signal()).await;
+    if let Some(log) = &audit {
+        crate::trail::close(log, &role).await;
+    }
+    result?;
     tracing::info!("sidecar stopped");
     Ok(())
 }
@@ -86,4 +106,84 @@ pub fn start_telemetry(reloader: &reload::Reloader) -> anyhow::Result<Arc<Teleme
         move || stats.rejected.load(Ordering::Relaxed) as f64,
     );
     Ok(Arc::new(telemetry))
+}
+
+/// The proxies' view of the trail: the log and which allows it records.
+pub fn proxy_audit(reloader: &reload::Reloader, log: &infermesh_audit::AuditLog) -> ProxyAudit {
+    let allows = reloader
+        .config()
+        .load()
+        .audit
+        .as_ref()
+        .map_or(infermesh_config::RecordAllows::All, |a| a.record_allows);
+    ProxyAudit::new(log.clone(), allows)
+}
+
+/// The audit trail's counters on `/metrics` (read at every scrape).
+pub fn audit_metrics(telemetry: &Telemetry, log: &infermesh_audit::AuditLog) {
+    let m = &telemetry.metrics;
+    let stat = |read: fn(&infermesh_audit::AuditStats) -> f64| {
+        let log = log.clone();
+        move || read(&log.stats())
+    };
+    m.external(
+        "infermesh_audit_records",
+        "Audit records written (checkpoints included)",
+        Kind::Counter,
+        stat(|s| s.records as f64),
+    );
+    m.external(
+        "infermesh_audit_fsyncs",
+        "fsyncs of the audit trail (group commit: fewer than records)",
+        Kind::Counter,
+        stat(|s| s.fsyncs as f64),
+    );
+    m.external(
+        "infermesh_audit_write_failures",
+        "Audit batches whose write or fsync failed (disk full, I/O error)",
+        Kind::Counter,
+        stat(|s| s.write_failures as f64),
+    );
+    m.external(
+        "infermesh_audit_lost_records",
+        "Audit records that never reached the file",
+        Kind::Counter,
+        stat(|s| s.lost as f64),
+    );
+    m.external(
+        "infermesh_audit_refused_requests",
+        "Requests refused because their audit record could not be made durable (strict)",
+        Kind::Counter,
+        stat(|s| s.refused as f64),
+    );
+    m.external(
+        "infermesh_audit_backlog_records",
+        "Audit records submitted and not yet written",
+        Kind::Gauge,
+        stat(|s| s.backlog as f64),
+    );
+    m.external(
+        "infermesh_audit_unavailable",
+        "1 while the audit trail cannot be written (strict mode refuses requests)",
+        Kind::Gauge,
+        stat(|s| f64::from(u8::from(s.unavailable))),
+    );
+    m.external(
+        "infermesh_audit_write_seconds",
+        "Time spent writing and syncing audit batches",
+        Kind::Counter,
+        stat(|s| s.write_time_total.as_secs_f64()),
+    );
+    m.external(
+        "infermesh_audit_write_max_seconds",
+        "The longest write and sync of one audit batch so far",
+        Kind::Gauge,
+        stat(|s| s.write_time_max.as_secs_f64()),
+    );
+    m.external(
+        "infermesh_audit_sink_dropped_records",
+        "Audit records dropped before the external sink (relaxed mode never waits for it)",
+        Kind::Counter,
+        stat(|s| s.sink_dropped as f64),
+    );
 }

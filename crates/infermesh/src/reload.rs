@@ -17,7 +17,10 @@
 //!   sidecar's upstream, `limits`, `outlier_detection`, `dns_refresh`, `telemetry`,
 //!   `dev_issuer`, a sidecar's `admin`,
 //!   the embedded model servers) keep their running values in the swapped config; a
-//!   warning names them and says a restart is needed; the rest is applied.
+//!   warning names them and says a restart is needed; the rest is applied. `audit` is
+//!   one of them.
+//! * With an audit trail, a reload that takes effect is recorded (`trail.rs`) before
+//!   it is swapped in: what changed per model and policy, the new digest, the trigger.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,6 +41,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// A file modified less than this long ago is re-read on every poll (its mtime may
 /// not move on a same-size rewrite within the filesystem's timestamp granularity).
 const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// What [`describe`] says when nothing that applies changed.
+const NO_CHANGE: &str = "no effective change";
 
 /// Which processes share the config, so which fields are fixed at start.
 #[derive(Clone, Debug)]
@@ -98,6 +104,8 @@ pub struct Reloader {
     /// Reload requests from the admin endpoint (`POST /reload`).
     requests: mpsc::Receiver<ReloadRequest>,
     sender: mpsc::Sender<ReloadRequest>,
+    /// Where reloads that take effect are recorded.
+    audit: Option<infermesh_audit::AuditLog>,
 }
 
 /// How many reloads took effect and how many were rejected.
@@ -163,6 +171,7 @@ pub fn load(path: &Path, role: Role) -> anyhow::Result<Reloader> {
         stats: Arc::default(),
         requests,
         sender,
+        audit: None,
     })
 }
 
@@ -180,6 +189,15 @@ impl Reloader {
     /// Reloads applied and rejected so far (exported as metrics).
     pub fn stats(&self) -> Arc<ReloadStats> {
         self.stats.clone()
+    }
+
+    /// Opens the audit trail of `audit:` (if any) for this role, records the start,
+    /// and records every reload that takes effect from now on.
+    pub fn open_audit(&mut self) -> anyhow::Result<Option<infermesh_audit::AuditLog>> {
+        let config = self.config.load_full();
+        let log = crate::trail::open(&config, &self.role, &self.path, &self.digest)?;
+        self.audit = log.clone();
+        Ok(log)
     }
 
     /// Starts watching: polls every second and listens for SIGHUP (registered before
@@ -302,6 +320,20 @@ impl Reloader {
         let old = self.config.load_full();
         let (applied, restart) = keep_fixed(&self.role, &old, new);
         let changes = describe(&old, &applied);
+        if let Some(log) = &self.audit
+            && changes != NO_CHANGE
+        {
+            let change = crate::trail::Change {
+                trigger: trigger.as_str(),
+                file: &self.path,
+                digest: &digest,
+                previous: &self.digest,
+                summary: &changes,
+                restart_needed: &restart,
+            };
+            let record = crate::trail::change_record(&old, &applied, &change);
+            let _ = log.event(infermesh_audit::record::kind::CONFIG, &record);
+        }
         self.config.store(Arc::new(applied));
         let previous = std::mem::replace(&mut self.digest, digest);
         tracing::info!(
@@ -351,6 +383,10 @@ fn keep_fixed(role: &Role, old: &MeshConfig, mut new: MeshConfig) -> (MeshConfig
     if old.telemetry != new.telemetry {
         restart.push("telemetry".to_string());
         new.telemetry = old.telemetry.clone();
+    }
+    if old.audit != new.audit {
+        restart.push("audit".to_string());
+        new.audit = old.audit.clone();
     }
     if matches!(role, Role::Gateway | Role::Up) && old.gateway != new.gateway {
         restart.push(format!(
@@ -491,7 +527,7 @@ fn describe(old: &MeshConfig, new: &MeshConfig) -> String {
         ));
     }
     if parts.is_empty() {
-        "no effective change".to_string()
+        NO_CHANGE.to_string()
     } else {
         parts.join("; ")
     }

@@ -59,7 +59,7 @@ async fn model_servers(mesh: &MeshConfig) -> anyhow::Result<Vec<(String, ModelSe
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let path = locate(&args.config);
-    let reloader = crate::reload::load(&path, crate::reload::Role::Up)?;
+    let mut reloader = crate::reload::load(&path, crate::reload::Role::Up)?;
     let config = reloader.config();
     let mesh = config.load_full();
 
@@ -101,7 +101,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let sidecar = Sidecar::bind(config.clone(), name, telemetry.clone())?;
         sidecars.push((name.clone(), sidecar));
     }
-    let gateway = Gateway::bind(config.clone(), telemetry)?.with_reload(reloader.admin_sender());
+    let mut gateway =
+        Gateway::bind(config.clone(), telemetry.clone())?.with_reload(reloader.admin_sender());
+    // One trail for the process: the gateway's and every sidecar's decisions.
+    let audit = reloader.open_audit()?;
+    if let Some(log) = &audit {
+        crate::mesh::audit_metrics(&telemetry, log);
+        let proxy_audit = crate::mesh::proxy_audit(&reloader, log);
+        gateway = gateway.with_audit(proxy_audit.clone());
+        sidecars = sidecars
+            .into_iter()
+            .map(|(name, s)| (name, s.with_audit(proxy_audit.clone())))
+            .collect();
+    }
 
     println!("infermesh up: mesh from {}", path.display());
     if let Some(dev) = &mesh.dev_issuer {
@@ -133,6 +145,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     if let Some(admin) = gateway.admin_addr() {
         println!("  admin         http://{admin} (/healthz, /readyz, /metrics, POST /reload)");
+    }
+    if let Some(log) = &audit {
+        println!(
+            "  audit trail   {} ({:?}; `infermesh audit verify {} --public-key {}`)",
+            log.dir().display(),
+            log.durability(),
+            log.dir().display(),
+            log.public_key_path().display()
+        );
     }
     if let Some(model) = mesh.models.keys().next() {
         let rest = gateway_addrs
@@ -201,6 +222,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = stop_issuer.send(true);
     if let Some(task) = issuer_task {
         task.await.context("dev issuer task")??;
+    }
+    if let Some(log) = &audit {
+        crate::trail::close(log, &crate::reload::Role::Up).await;
     }
     println!("infermesh up: stopped");
     Ok(())

@@ -1,7 +1,8 @@
 //! `infermesh ext-authz` answers Envoy's `Authorization/Check` with the mesh's
 //! policies: a client built from Envoy's public ext_authz protos (the `envoy-types`
 //! crate's generated client, not infermesh's server code) sends CheckRequests for
-//! allowed and denied model calls, REST and gRPC, as Istio's sidecars would.
+//! allowed and denied model calls, REST and gRPC, as Istio's sidecars would; every
+//! decision is in the (strict) audit trail, which verifies.
 
 mod common;
 
@@ -31,6 +32,7 @@ policies:
     rules:
       - from: [{principals: [cluster.local/ns/ml/sa/pipeline]}]
         to: [{models: [half_plus_two], versions: [1], apis: [predict]}]
+audit: {dir: audit, durability: strict}
 "#;
 
 fn peer(principal: &str, port: u32) -> Peer {
@@ -325,7 +327,13 @@ async fn envoy_checks_get_the_mesh_policies_decisions() {
             (3, Some(400), Some("request")),
         ),
     ];
+    let (mut allows, mut denies) = (0, 0);
     for (what, request, want) in cases {
+        match want {
+            (0, ..) => allows += 1,
+            (7, ..) => denies += 1,
+            _ => {}
+        }
         let answer = client
             .check(request)
             .await
@@ -339,5 +347,49 @@ async fn envoy_checks_get_the_mesh_policies_decisions() {
             server.log()
         );
     }
-    server.kill();
+    // A clean stop writes the final checkpoint; the trail verifies and holds one
+    // decision record per decided check (parse failures are not decisions).
+    // Let the client's connection task see the channel dropped and close the
+    // connection (graceful shutdown waits for open connections).
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.signal("TERM");
+    assert!(
+        server.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}",
+        server.log()
+    );
+    let trail = dir.path().join("audit/ext-authz");
+    let (status, stdout, stderr) = common::mesh::run_to_end(
+        &[
+            "audit".into(),
+            "verify".into(),
+            trail.display().to_string(),
+            "--public-key".into(),
+            dir.path().join("audit/audit.pub").display().to_string(),
+        ],
+        dir.path(),
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "audit verify failed:\n{stdout}{stderr}");
+    let mut records = String::new();
+    for entry in std::fs::read_dir(&trail).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            records.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    let decided = |d: &str| {
+        records
+            .lines()
+            .filter(|l| {
+                l.contains(r#""role":"ext-authz""#) && l.contains(&format!(r#""decision":"{d}""#))
+            })
+            .count()
+    };
+    assert_eq!(
+        (decided("allow"), decided("deny")),
+        (allows, denies),
+        "{records}"
+    );
 }

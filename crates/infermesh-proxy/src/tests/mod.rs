@@ -2,6 +2,7 @@
 //! with the path it saw and the body size; gRPC echoes the `ModelSpec` it got), a
 //! sidecar in front of it and a gateway in front of the sidecar, all on port 0.
 
+mod audit_wire;
 mod authz_wire;
 mod fake;
 mod grpc_smuggle;
@@ -115,6 +116,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
             ..AuthzSettings::default()
         },
         telemetry: Default::default(),
+        audit: None,
     }
 }
 

@@ -261,6 +261,8 @@ pub struct MeshSpec {
     pub extra_workloads: Vec<String>,
     /// More models, each a YAML flow mapping.
     pub extra_models: Vec<String>,
+    /// More top-level YAML (e.g. an `audit:` block), appended as is.
+    pub top: Vec<String>,
 }
 
 impl MeshSpec {
@@ -270,7 +272,14 @@ impl MeshSpec {
             limits: None,
             extra_workloads: Vec::new(),
             extra_models: Vec::new(),
+            top: Vec::new(),
         }
+    }
+
+    /// Appends top-level YAML to the file.
+    pub fn top(mut self, yaml: &str) -> MeshSpec {
+        self.top.push(yaml.to_string());
+        self
     }
 
     pub fn limits(mut self, limits: &str) -> MeshSpec {
@@ -325,6 +334,9 @@ impl MeshSpec {
         }
         // No policies here: without this, the mesh denies every request (default deny).
         out.push_str("\nauthorization: {default_deny: false}\n");
+        for t in &self.top {
+            out.push_str(&format!("\n{t}\n"));
+        }
         out
     }
 }
