@@ -30,6 +30,10 @@ pub struct MeshConfig {
     /// Authorization policies, in file order.
     pub policies: Vec<crate::security::Policy>,
     pub authz: crate::security::AuthzSettings,
+    /// Workload identity and mTLS (`identity:`); `None`: not configured (separate
+    /// gateway and sidecar processes then talk plaintext; `infermesh up` uses the
+    /// defaults with its own built-in CA).
+    pub identity: Option<crate::mtls::IdentityConfig>,
 }
 
 /// An address: an IP socket address, or a host name re-resolved periodically.
@@ -65,6 +69,11 @@ pub struct Workload {
     /// upstream addresses, serving this TF Serving model config file (absolute once
     /// compiled; relative paths in the YAML start at the mesh.yaml's directory).
     pub embedded_model_server: Option<std::path::PathBuf>,
+    /// Peer authentication of this workload's sidecar (when identity is on).
+    pub mtls: crate::mtls::MtlsMode,
+    /// mTLS peers the sidecar accepts (Istio principals, `*` suffix); empty: any
+    /// identity of the trust domain.
+    pub allowed_peers: Vec<String>,
 }
 
 /// A model served by one workload, with its versions and route.
@@ -129,6 +138,8 @@ pub struct Gateway {
     pub listen: Vec<SocketAddr>,
     /// Admin listener (health, later metrics).
     pub admin: Option<SocketAddr>,
+    /// TLS on the client-facing listeners.
+    pub tls: Option<crate::mtls::GatewayTls>,
 }
 
 /// Resource limits, applied by gateways and sidecars alike.

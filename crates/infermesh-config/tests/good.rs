@@ -37,6 +37,7 @@ fn quickstart_loads() {
         Gateway {
             listen: vec![sock("127.0.0.1:8500"), sock("127.0.0.1:8501")],
             admin: Some(sock("127.0.0.1:15020")),
+            tls: None,
         }
     );
     let w = &c.workloads["tfserving-a"];
@@ -95,7 +96,8 @@ fn defaults_fill_what_is_left_out() {
         c.gateway,
         Gateway {
             listen: vec![],
-            admin: None
+            admin: None,
+            tls: None,
         }
     );
     assert_eq!(c.dns_refresh, Duration::from_secs(5));

@@ -76,6 +76,8 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         },
         endpoints: vec![Address::Socket(sidecar)],
         embedded_model_server: None,
+        mtls: Default::default(),
+        allowed_peers: Vec::new(),
     };
     let mut slow = model("slow", "w");
     slow.route.timeout = Duration::from_millis(300);
@@ -89,6 +91,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         gateway: GatewayConfig {
             listen: vec![],
             admin: None,
+            tls: None,
         },
         limits: Limits {
             max_request_body_bytes: 16 << 20,
@@ -111,6 +114,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
             default_deny: false,
             ..AuthzSettings::default()
         },
+        identity: None,
     }
 }
 
