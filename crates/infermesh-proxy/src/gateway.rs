@@ -12,7 +12,9 @@ use tokio::net::TcpListener;
 use crate::admin;
 use crate::error::ProxyError;
 use crate::listener;
+use crate::mtls::Inbound;
 use crate::pipeline::{Proxy, ProxyStats, Role};
+use infermesh_identity::WorkloadIdentity;
 
 /// The mesh's entry point: routes TF Serving REST and gRPC requests by model and
 /// version to the sidecars of the workloads serving them.
@@ -22,6 +24,8 @@ pub struct Gateway {
     /// The admin listener (`gateway.admin`), if configured.
     admin: Option<TcpListener>,
     proxy: Arc<Proxy>,
+    /// Client-facing TLS (`gateway.tls`), else plaintext.
+    inbound: Inbound,
 }
 
 /// The proxy in front of one workload's model server.
@@ -29,6 +33,8 @@ pub struct Gateway {
 pub struct Sidecar {
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    /// The workload's peer authentication mode; plaintext until an identity is given.
+    inbound: Inbound,
 }
 
 /// Binds a socket address (call inside a tokio runtime).
@@ -70,11 +76,23 @@ impl Gateway {
         if listeners.is_empty() {
             return Err(ProxyError::NoListener);
         }
+        let inbound = Inbound::gateway(&config.load()).map_err(ProxyError::Tls)?;
         Ok(Gateway {
             listeners,
             admin: None,
             proxy: Arc::new(Proxy::new(Role::Gateway, config)),
+            inbound,
         })
+    }
+
+    /// Calls to sidecars go over mTLS as `identity` (the gateway's), each sidecar
+    /// required to prove its workload's SPIFFE ID (not for `mtls: DISABLE`
+    /// workloads). Before [`Gateway::run`].
+    pub fn with_identity(mut self, identity: Arc<WorkloadIdentity>) -> Gateway {
+        if let Some(proxy) = Arc::get_mut(&mut self.proxy) {
+            proxy.set_upstream_tls(identity);
+        }
+        self
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -98,7 +116,7 @@ impl Gateway {
             shutdown.await;
             readiness.set_draining();
         };
-        let result = listener::serve(self.listeners, self.proxy, draining).await;
+        let result = listener::serve(self.listeners, self.proxy, self.inbound, draining).await;
         if let Some(task) = admin_task {
             task.abort();
         }
@@ -133,7 +151,24 @@ impl Sidecar {
         Ok(Sidecar {
             listener,
             proxy: Arc::new(Proxy::new(role, config)),
+            inbound: Inbound::Plain,
         })
+    }
+
+    /// Terminates mTLS as `identity` (the workload's) per the workload's `mtls`
+    /// mode (STRICT, PERMISSIVE, DISABLE). Before [`Sidecar::run`].
+    pub fn with_identity(
+        mut self,
+        workload: &str,
+        identity: Arc<WorkloadIdentity>,
+    ) -> Result<Sidecar, ProxyError> {
+        let config = self.proxy.config.load_full();
+        let w = config
+            .workloads
+            .get(workload)
+            .ok_or_else(|| ProxyError::UnknownWorkload(workload.to_owned()))?;
+        self.inbound = Inbound::sidecar(&config, w, identity).map_err(ProxyError::Tls)?;
+        Ok(self)
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -146,6 +181,6 @@ impl Sidecar {
 
     /// As [`Gateway::run`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
-        listener::serve(vec![self.listener], self.proxy, shutdown).await
+        listener::serve(vec![self.listener], self.proxy, self.inbound, shutdown).await
     }
 }

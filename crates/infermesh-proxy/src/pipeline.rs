@@ -125,6 +125,12 @@ impl Proxy {
         }
     }
 
+    /// Calls to sidecars go over mTLS as `identity` (gateway).
+    pub fn set_upstream_tls(&mut self, identity: Arc<infermesh_identity::WorkloadIdentity>) {
+        let config = self.config.load();
+        self.clients = self.clients.clone().with_tls(identity, &config);
+    }
+
     /// The request path. Never fails: failures are answered by `respond`.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -192,6 +198,7 @@ impl Proxy {
         // an invalid one is refused here (401), no token leaves it to the policies.
         let authenticator = self.authenticators.get(config);
         authenticate::authenticate(&authenticator, &mut parts).await?;
+        crate::end_user::carry(&self.role, config, &mut parts);
 
         // 4. route decision (gateway): pure; picks the version, sends nothing.
         let routed = match &self.role {
@@ -291,6 +298,7 @@ impl Proxy {
                 .0;
         }
         let mut outbound = outbound(parts, inspected);
+        outbound.peer = crate::mtls::expected_upstream(config, workload, self.clients.tls_on());
         if let Some(mirror_version) = decision.mirror {
             if body.is_complete() {
                 let (path, mirror_body) = inspected.rewrite(body.clone(), mirror_version)?;
@@ -401,6 +409,7 @@ fn outbound(parts: &Parts, inspected: &Inspected) -> Outbound {
         method: parts.method.clone(),
         path_and_query: inspected.path_and_query.clone(),
         headers,
+        peer: None,
     }
 }
 

@@ -3,10 +3,12 @@
 //! failures (2 for command lines clap refuses).
 #![forbid(unsafe_code)]
 
+mod ca;
 mod cli;
 mod dev_issuer;
 mod error;
 mod export;
+mod identity;
 mod mesh;
 mod model_server;
 mod policy;
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
             }) => policy::check(args),
             cli::Command::Token(args) => dev_issuer::token(args),
             cli::Command::Export(args) => export::run(args),
+            cli::Command::Ca(args) => ca::run(args),
         }
     });
     match result {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use infermesh_proxy::{Gateway, Sidecar};
 
 use crate::cli::{GatewayArgs, SidecarArgs};
+use crate::identity::DEFAULT_CA_DIR;
 use crate::reload;
 
 /// A path given on the command line, or else the same path in this source tree (so
@@ -27,7 +28,18 @@ pub fn locate(path: &Path) -> PathBuf {
 
 pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let reloader = reload::load(&args.config, reload::Role::Gateway)?;
-    let gateway = Gateway::bind(reloader.config())?;
+    let mut gateway = Gateway::bind(reloader.config())?;
+    let mesh = reloader.config().load_full();
+    match crate::identity::Provider::new(&mesh, Path::new(DEFAULT_CA_DIR), false, false)? {
+        Some(provider) => {
+            let identity = provider.start(provider.gateway_id()?)?;
+            tracing::info!(spiffe_id = %identity.id(), "gateway identity: mTLS to sidecars");
+            gateway = gateway.with_identity(identity);
+        }
+        None => tracing::warn!(
+            "no `identity:` in the mesh file: gateway → sidecar traffic is plaintext"
+        ),
+    }
     let _reload = reloader.spawn();
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening (TF Serving REST and gRPC)");
@@ -42,7 +54,19 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
         workload: args.workload.clone(),
     };
     let reloader = reload::load(&args.config, role)?;
-    let sidecar = Sidecar::bind(reloader.config(), &args.workload)?;
+    let mut sidecar = Sidecar::bind(reloader.config(), &args.workload)?;
+    let mesh = reloader.config().load_full();
+    match crate::identity::Provider::new(&mesh, Path::new(DEFAULT_CA_DIR), false, false)? {
+        Some(provider) => {
+            let workload = &mesh.workloads[&args.workload];
+            let identity = provider.start(provider.workload_id(workload)?)?;
+            tracing::info!(spiffe_id = %identity.id(), mode = ?workload.mtls, "sidecar identity");
+            sidecar = sidecar.with_identity(&args.workload, identity)?;
+        }
+        None => {
+            tracing::warn!("no `identity:` in the mesh file: the sidecar accepts plaintext only")
+        }
+    }
     let _reload = reloader.spawn();
     for addr in sidecar.local_addrs() {
         tracing::info!(%addr, workload = %args.workload, "sidecar listening");

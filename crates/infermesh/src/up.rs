@@ -94,11 +94,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
 
     let servers = model_servers(&mesh).await?;
+    // The built-in CA runs in this process (created under the state directory if
+    // missing); every sidecar and the gateway get their own certificate from it.
+    let ca_dir = args.state_dir.join("ca");
+    let provider =
+        crate::identity::Provider::new(&mesh, &ca_dir, true, true)?.context("identity provider")?;
     let mut sidecars = Vec::new();
-    for name in mesh.workloads.keys() {
-        sidecars.push((name.clone(), Sidecar::bind(config.clone(), name)?));
+    for (name, workload) in &mesh.workloads {
+        let identity = provider.start(provider.workload_id(workload)?)?;
+        let sidecar = Sidecar::bind(config.clone(), name)?.with_identity(name, identity)?;
+        sidecars.push((name.clone(), sidecar));
     }
-    let gateway = Gateway::bind(config.clone())?;
+    let gateway =
+        Gateway::bind(config.clone())?.with_identity(provider.start(provider.gateway_id()?)?);
 
     println!("infermesh up: mesh from {}", path.display());
     if let Some(dev) = &mesh.dev_issuer {
@@ -120,13 +128,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .iter()
             .map(|a| a.to_string())
             .collect();
-        println!("  sidecar       {name}: {}", addrs.join(", "));
+        let mode = mesh.workloads.get(name).map(|w| w.mtls).unwrap_or_default();
+        println!(
+            "  sidecar       {name}: {} (mTLS {mode:?})",
+            addrs.join(", ")
+        );
     }
     let gateway_addrs: Vec<SocketAddr> = gateway.local_addrs();
     let addrs: Vec<String> = gateway_addrs.iter().map(|a| a.to_string()).collect();
     println!(
         "  gateway       {} (TF Serving REST and gRPC)",
         addrs.join(", ")
+    );
+    println!(
+        "  identity      CA in {} (gateway → sidecar mTLS, SPIFFE IDs in {})",
+        match &mesh.identity {
+            Some(infermesh_config::IdentityConfig {
+                ca: infermesh_config::CaSource::Files { .. },
+                ..
+            }) => "external files".to_string(),
+            Some(infermesh_config::IdentityConfig {
+                ca: infermesh_config::CaSource::Builtin { dir: Some(dir) },
+                ..
+            }) => dir.display().to_string(),
+            _ => ca_dir.display().to_string(),
+        },
+        mesh.trust_domain
     );
     if let Some(admin) = gateway.admin_addr() {
         println!("  admin         http://{admin} (/healthz, /readyz)");
