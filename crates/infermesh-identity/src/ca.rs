@@ -66,13 +66,15 @@ impl Ca {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "infermesh");
-        let stamp = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let serial = serial(trust_domain.as_bytes());
+        let tag: String = serial.to_bytes()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        // Unique per root, so rotated roots never share a subject name.
         dn.push(
             DnType::CommonName,
-            format!("infermesh root CA {trust_domain} {stamp}"),
+            format!("infermesh root CA {trust_domain} {tag}"),
         );
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -85,7 +87,7 @@ impl Ca {
         params.subject_alt_names = vec![SanType::URI(td_uri.try_into()?)];
         params.not_before = offset(now - BACKDATE);
         params.not_after = offset(now + lifetime);
-        params.serial_number = Some(serial(trust_domain.as_bytes()));
+        params.serial_number = Some(serial);
         let cert = params.self_signed(&key)?;
         Ok(Ca {
             chain: vec![cert.der().clone()],

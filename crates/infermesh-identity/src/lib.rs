@@ -27,7 +27,7 @@ pub use bundle::{TrustBundle, provider};
 pub use ca::{Ca, ROOT_LIFETIME, new_key_and_csr};
 pub use cert::{CertInfo, certs_from_pem, certs_to_pem, inspect, key_from_pem};
 pub use error::IdentityError;
-pub use source::{CertFiles, Issued, LocalCa, Signer};
+pub use source::{CA_SWITCH_DELAY, CertFiles, Issued, LocalCa, Signer};
 pub use spiffe::SpiffeId;
 pub use store::{BUNDLE, CA_CERT, CA_KEY, CaStore, Init, write_private};
 pub use tls::{ALPN, MinTls, PeerPolicy, client_config, peer_id, server_config};

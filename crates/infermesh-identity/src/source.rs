@@ -8,8 +8,8 @@
 //!   agent), re-read when their contents change.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::CertificateDer;
 
@@ -33,17 +33,34 @@ pub trait Signer: Send + Sync + std::fmt::Debug {
         id: &SpiffeId,
         lifetime: Duration,
     ) -> Result<Issued, IdentityError>;
+
+    /// The current trust bundle (checked on every renewal tick, so a CA rotation
+    /// reaches every identity before the new root signs anything).
+    fn bundle(&self) -> Result<Vec<CertificateDer<'static>>, IdentityError>;
 }
 
-/// A loaded CA and its trust bundle.
-type Loaded = std::sync::Arc<(Ca, Vec<CertificateDer<'static>>)>;
+/// How long a new CA (after `ca rotate`) only joins the trust bundle before it
+/// signs: every identity refreshes its bundle within a second, so no peer sees a
+/// certificate of a root it does not trust yet.
+pub const CA_SWITCH_DELAY: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+struct Loaded {
+    /// The files' contents when last read.
+    print: Vec<u8>,
+    signing: Arc<Ca>,
+    /// A new CA read from disk, and when it was first seen.
+    next: Option<(Arc<Ca>, Instant)>,
+    bundle: Vec<CertificateDer<'static>>,
+}
 
 /// The built-in CA of a [`CaStore`] directory, used in this process. The
-/// directory is read again when its files change (CA rotation).
+/// directory is read again when its files change: a new bundle is used at once, a
+/// new signing CA after [`CA_SWITCH_DELAY`].
 #[derive(Debug)]
 pub struct LocalCa {
     store: CaStore,
-    loaded: Mutex<Option<(Vec<u8>, Loaded)>>,
+    loaded: Mutex<Option<Loaded>>,
 }
 
 impl LocalCa {
@@ -57,32 +74,56 @@ impl LocalCa {
         Ok(ca)
     }
 
-    fn current(&self) -> Result<Loaded, IdentityError> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+    /// The CA to sign with now and the bundle, re-reading changed files.
+    fn current(&self) -> Result<(Arc<Ca>, Vec<CertificateDer<'static>>), IdentityError> {
+        let mut guard = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         let print = self.store.fingerprint();
-        if let (Some((seen, ca)), Some(print)) = (loaded.as_ref(), print.as_ref())
-            && seen == print
-        {
-            return Ok(ca.clone());
-        }
-        match self.store.load() {
-            Ok(pair) => {
-                let pair = std::sync::Arc::new(pair);
-                if loaded.is_some() {
-                    tracing::info!(dir = %self.store.dir().display(), roots = pair.1.len(), "CA files changed: signing with the CA now on disk");
+        let changed = match (guard.as_ref(), print.as_ref()) {
+            (Some(l), Some(p)) => &l.print != p,
+            _ => true,
+        };
+        if changed {
+            match self.store.load() {
+                Ok((ca, bundle)) => {
+                    let ca = Arc::new(ca);
+                    let print = print.unwrap_or_default();
+                    match guard.as_mut() {
+                        None => {
+                            *guard = Some(Loaded {
+                                print,
+                                signing: ca,
+                                next: None,
+                                bundle,
+                            })
+                        }
+                        Some(l) => {
+                            tracing::info!(dir = %self.store.dir().display(), roots = bundle.len(), "CA files changed: new trust bundle in use");
+                            if l.signing.root() != ca.root() {
+                                l.next = Some((ca, Instant::now()));
+                            }
+                            l.print = print;
+                            l.bundle = bundle;
+                        }
+                    }
                 }
-                *loaded = Some((print.unwrap_or_default(), pair.clone()));
-                Ok(pair)
-            }
-            // Mid-rotation (a new certificate with the old key): keep the last good CA.
-            Err(e) => match loaded.as_ref() {
-                Some((_, ca)) => {
+                // Mid-rotation (a new certificate with the old key): keep the last good CA.
+                Err(e) if guard.is_some() => {
                     tracing::debug!(error = %e, "CA files unreadable for now: using the last loaded CA");
-                    Ok(ca.clone())
                 }
-                None => Err(e),
-            },
+                Err(e) => return Err(e),
+            }
         }
+        let Some(l) = guard.as_mut() else {
+            return Err(IdentityError::Certificate("no CA loaded".into()));
+        };
+        if let Some((next, since)) = &l.next
+            && since.elapsed() >= CA_SWITCH_DELAY
+        {
+            tracing::info!(dir = %self.store.dir().display(), "signing with the new CA");
+            l.signing = next.clone();
+            l.next = None;
+        }
+        Ok((l.signing.clone(), l.bundle.clone()))
     }
 }
 
@@ -93,12 +134,13 @@ impl Signer for LocalCa {
         id: &SpiffeId,
         lifetime: Duration,
     ) -> Result<Issued, IdentityError> {
-        let pair = self.current()?;
-        let chain = pair.0.sign_csr(csr_der, id, lifetime)?;
-        Ok(Issued {
-            chain,
-            bundle: pair.1.clone(),
-        })
+        let (ca, bundle) = self.current()?;
+        let chain = ca.sign_csr(csr_der, id, lifetime)?;
+        Ok(Issued { chain, bundle })
+    }
+
+    fn bundle(&self) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+        Ok(self.current()?.1)
     }
 }
 

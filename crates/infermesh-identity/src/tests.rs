@@ -133,3 +133,39 @@ async fn renewal_changes_the_certificate_of_new_handshakes() {
         "a new handshake gets the renewed certificate"
     );
 }
+
+#[tokio::test]
+async fn ca_rotation_overlaps_without_a_failed_handshake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = CaStore::new(tmp.path().join("ca"));
+    store.init("cluster.local", None).unwrap();
+    let ca: Arc<dyn Signer> = Arc::new(LocalCa::open(store.clone()).unwrap());
+    let sidecar = start(&ca, id("ml", "tfserving"), Duration::from_secs(2));
+    let gateway = start(&ca, id("infermesh", "gateway"), Duration::from_secs(2));
+    let addr = server(sidecar.clone(), PeerPolicy::default()).await;
+    call(&gateway, id("ml", "tfserving"), addr).await.unwrap();
+
+    store.rotate("cluster.local").unwrap();
+    let (new_ca, bundle) = store.load().unwrap();
+    assert_eq!(bundle.len(), 2);
+    let (_, new_root) = x509_parser::parse_x509_certificate(new_ca.root()).unwrap();
+    let new_subject = new_root.subject().as_raw().to_vec();
+    let deadline = tokio::time::Instant::now() + CA_SWITCH_DELAY + Duration::from_secs(5);
+    let mut by_new_root = false;
+    while tokio::time::Instant::now() < deadline && !by_new_root {
+        let (_, leaf) = call(&gateway, id("ml", "tfserving"), addr)
+            .await
+            .expect("every handshake during the overlap succeeds");
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+        by_new_root = leaf.issuer().as_raw() == new_subject.as_slice();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        by_new_root,
+        "the sidecar's certificate is signed by the new root"
+    );
+    // And the gateway's own new certificate is accepted by the sidecar (the call
+    // above presented it once both renewed).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    call(&gateway, id("ml", "tfserving"), addr).await.unwrap();
+}

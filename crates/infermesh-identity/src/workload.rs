@@ -294,6 +294,11 @@ impl WorkloadIdentity {
                     }
                     None => true,
                 };
+                if let Ok(bundle) = signer.bundle()
+                    && let Err(e) = self.set_bundle(bundle)
+                {
+                    tracing::warn!(spiffe_id = %self.id, error = %e, "unusable trust bundle: keeping the current one");
+                }
                 if due {
                     issue(signer.as_ref(), &self.id, self.rotation.lifetime).and_then(
                         |(chain, key, bundle)| {
