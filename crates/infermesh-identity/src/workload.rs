@@ -232,6 +232,9 @@ impl WorkloadIdentity {
         key: PrivateKeyDer<'static>,
         kind: EventKind,
     ) -> Result<(), IdentityError> {
+        if self.leaf().as_ref() == chain.first() {
+            return Ok(()); // the same certificate (e.g. only the bundle file changed)
+        }
         let info = inspect(&chain[0])?;
         let certified = CertifiedKey::from_der(chain.clone(), key, &provider())?;
         let fp = fingerprint(&chain[0]);

@@ -7,6 +7,7 @@ mod fake;
 mod grpc_smuggle;
 mod grpc_wire;
 mod rest_wire;
+mod tls_wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

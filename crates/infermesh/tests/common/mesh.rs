@@ -254,6 +254,10 @@ pub struct MeshSpec {
     pub extra_workloads: Vec<String>,
     /// More models, each a YAML flow mapping.
     pub extra_models: Vec<String>,
+    /// More fields of `tfserving-a`, each a `key: value` line (e.g. `mtls: STRICT`).
+    pub workload_fields: Vec<String>,
+    /// More top-level YAML (e.g. an `identity:` or `policies:` section).
+    pub top_level: Vec<String>,
 }
 
 impl MeshSpec {
@@ -263,7 +267,21 @@ impl MeshSpec {
             limits: None,
             extra_workloads: Vec::new(),
             extra_models: Vec::new(),
+            workload_fields: Vec::new(),
+            top_level: Vec::new(),
         }
+    }
+
+    /// Adds a `key: value` field to `tfserving-a`.
+    pub fn workload_field(mut self, field: &str) -> MeshSpec {
+        self.workload_fields.push(field.to_string());
+        self
+    }
+
+    /// Adds top-level YAML.
+    pub fn top(mut self, yaml: &str) -> MeshSpec {
+        self.top_level.push(yaml.to_string());
+        self
     }
 
     pub fn limits(mut self, limits: &str) -> MeshSpec {
@@ -291,6 +309,9 @@ impl MeshSpec {
              listen: 127.0.0.1:{}\n    upstream: {{rest: 127.0.0.1:{}, grpc: 127.0.0.1:{}}}\n",
             ports.sidecar, ports.rest, ports.grpc
         ));
+        for field in &self.workload_fields {
+            out.push_str(&format!("    {field}\n"));
+        }
         if embedded {
             out.push_str(&format!(
                 "    model_server:\n      model_config_file: {}\n",
@@ -318,6 +339,9 @@ impl MeshSpec {
         }
         // No policies here: without this, the mesh denies every request (default deny).
         out.push_str("\nauthorization: {default_deny: false}\n");
+        for yaml in &self.top_level {
+            out.push_str(&format!("\n{yaml}\n"));
+        }
         out
     }
 }
