@@ -169,3 +169,58 @@ async fn ca_rotation_overlaps_without_a_failed_handshake() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     call(&gateway, id("ml", "tfserving"), addr).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_expired_certificate_fails_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::generate_root("cluster.local", ROOT_LIFETIME).unwrap();
+    let sidecar_id = id("ml", "tfserving");
+    // External files with a 2 s certificate that nobody renews.
+    let (key, csr) = new_key_and_csr(&sidecar_id).unwrap();
+    let chain = ca
+        .sign_csr(&csr, &sidecar_id, Duration::from_secs(2))
+        .unwrap();
+    let files = CertFiles {
+        cert: tmp.path().join("tls.crt"),
+        key: tmp.path().join("tls.key"),
+        bundle: tmp.path().join("ca.crt"),
+    };
+    std::fs::write(&files.cert, certs_to_pem(&chain)).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::write(&files.bundle, certs_to_pem(&[ca.root().clone()])).unwrap();
+    let sidecar = WorkloadIdentity::start(
+        sidecar_id.clone(),
+        Source::Files(files),
+        Rotation::default(),
+    )
+    .unwrap();
+    let mut events = sidecar.subscribe();
+    let store = CaStore::new(tmp.path().join("ca"));
+    let (ca_cert, ca_key) = (tmp.path().join("c.pem"), tmp.path().join("k.pem"));
+    std::fs::write(&ca_cert, ca.cert_pem()).unwrap();
+    std::fs::write(&ca_key, ca.key_pem()).unwrap();
+    store
+        .init("cluster.local", Some((&ca_cert, &ca_key)))
+        .unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(LocalCa::open(store).unwrap());
+    let gateway = start(
+        &signer,
+        id("infermesh", "gateway"),
+        Duration::from_secs(3600),
+    );
+    let addr = server(sidecar.clone(), PeerPolicy::default()).await;
+    call(&gateway, sidecar_id.clone(), addr).await.unwrap();
+
+    let mut kinds = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while !kinds.contains(&EventKind::Expired) && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            kinds.push(e.kind);
+        }
+    }
+    assert!(kinds.contains(&EventKind::ExpiringSoon), "{kinds:?}");
+    assert!(kinds.contains(&EventKind::Expired), "{kinds:?}");
+    assert!(sidecar.certified_key().is_none());
+    let err = call(&gateway, sidecar_id, addr).await.unwrap_err();
+    assert!(!err.is_empty(), "no handshake without a valid certificate");
+}
