@@ -22,6 +22,13 @@ pub enum CaSource {
         key: PathBuf,
         bundle: PathBuf,
     },
+    /// The CA service (`infermesh ca serve`) at `address` (`host:port`), called with
+    /// the bearer token in `token_file`, its certificate verified against `bundle`.
+    Service {
+        address: String,
+        token_file: PathBuf,
+        bundle: PathBuf,
+    },
 }
 
 /// The lowest TLS version mesh hops accept.
@@ -86,7 +93,7 @@ const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 const MIN_TTL: Duration = Duration::from_secs(2);
 const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 const IDENTITY_KEYS: &[&str] = &[
-    "ca", "dir", "files", "cert_ttl", "renew_at", "min_tls", "gateway",
+    "ca", "dir", "files", "service", "cert_ttl", "renew_at", "min_tls", "gateway",
 ];
 
 pub(crate) fn identity(
@@ -100,25 +107,37 @@ pub(crate) fn identity(
     let kind = f.opt(cx, "ca", string).unwrap_or_else(|| "builtin".into());
     let dir = f.opt(cx, "dir", |cx, n, p| path_of(cx, n, p, base));
     let files = f.opt(cx, "files", |cx, n, p| files(cx, n, p, base));
-    let ca = match kind.as_str() {
-        "builtin" => {
-            if let Some(n) = f.get("files") {
-                cx.error(n.at, &f.path_of("files"), "only with `ca: files`");
-            }
-            CaSource::Builtin { dir }
+    let service = f.opt(cx, "service", |cx, n, p| service(cx, n, p, base));
+    for (key, wanted) in [
+        ("dir", "builtin"),
+        ("files", "files"),
+        ("service", "service"),
+    ] {
+        if let Some(n) = f.get(key)
+            && kind != wanted
+            && ["builtin", "files", "service"].contains(&kind.as_str())
+        {
+            cx.error(n.at, &f.path_of(key), format!("only with `ca: {wanted}`"));
         }
+    }
+    let ca = match kind.as_str() {
+        "builtin" => CaSource::Builtin { dir },
         "files" => {
-            if let Some(n) = f.get("dir") {
-                cx.error(n.at, &f.path_of("dir"), "only with `ca: builtin`");
-            }
             if f.get("files").is_none() {
                 cx.error(f.at, path, "`ca: files` needs `files: {cert, key, bundle}`");
             }
             files.unwrap_or(CaSource::Builtin { dir: None })
         }
+        "service" => {
+            if f.get("service").is_none() {
+                let msg = "`ca: service` needs `service: {address, token_file, bundle}`";
+                cx.error(f.at, path, msg);
+            }
+            service.unwrap_or(CaSource::Builtin { dir: None })
+        }
         other => {
             let at = f.get("ca").map_or(f.at, |n| n.at);
-            let msg = format!("unknown CA `{other}`, expected `builtin` or `files`");
+            let msg = format!("unknown CA `{other}`, expected `builtin`, `files` or `service`");
             cx.error(at, &f.path_of("ca"), msg);
             CaSource::Builtin { dir: None }
         }
@@ -161,6 +180,25 @@ fn files(cx: &mut Cx, node: &Node, path: &str, base: &Path) -> Option<CaSource> 
     Some(CaSource::Files {
         cert: cert?,
         key: key?,
+        bundle: bundle?,
+    })
+}
+
+fn service(cx: &mut Cx, node: &Node, path: &str, base: &Path) -> Option<CaSource> {
+    let f = Fields::read(cx, node, path, &["address", "token_file", "bundle"])?;
+    let read = |cx: &mut Cx, n: &Node, p: &str| path_of(cx, n, p, base);
+    let address = f.req(cx, "address", |cx, n, p| {
+        let a = crate::addr::address(cx, n, p)?;
+        Some(match a {
+            crate::model::Address::Socket(s) => s.to_string(),
+            crate::model::Address::Host { host, port } => format!("{host}:{port}"),
+        })
+    });
+    let token_file = f.req(cx, "token_file", read);
+    let bundle = f.req(cx, "bundle", read);
+    Some(CaSource::Service {
+        address: address?,
+        token_file: token_file?,
         bundle: bundle?,
     })
 }

@@ -2,7 +2,7 @@
 //! ([`Ca`], kept on disk by [`CaStore`] with 0600 files), X.509-SVIDs issued from
 //! workload CSRs and renewed in the background ([`WorkloadIdentity`], from a
 //! [`Signer`] or from an external CA's [`CertFiles`]), trust bundles with several
-//! roots ([`TrustBundle`]), and the rustls configurations of mesh hops with SPIFFE
+//! roots ([`TrustBundle`]), a client of the CA service ([`RemoteCa`]), and the rustls configurations of mesh hops with SPIFFE
 //! peer verification ([`server_config`], [`client_config`]).
 //!
 //! ```text
@@ -17,6 +17,7 @@ mod bundle;
 mod ca;
 mod cert;
 mod error;
+mod remote;
 mod source;
 mod spiffe;
 mod store;
@@ -27,10 +28,14 @@ pub use bundle::{TrustBundle, provider};
 pub use ca::{Ca, ROOT_LIFETIME, new_key_and_csr};
 pub use cert::{CertInfo, certs_from_pem, certs_to_pem, inspect, key_from_pem};
 pub use error::IdentityError;
+pub use remote::{RemoteCa, SIGN_PATH, answer};
 pub use source::{CA_SWITCH_DELAY, CertFiles, Issued, LocalCa, Signer};
 pub use spiffe::SpiffeId;
 pub use store::{BUNDLE, CA_CERT, CA_KEY, CaStore, Init, write_private};
-pub use tls::{ALPN, MinTls, PeerPolicy, client_config, peer_id, server_config};
+pub use tls::{
+    ALPN, MinTls, PeerPolicy, client_config, client_config_for_bundle, peer_id, server_config,
+    server_config_without_client_auth,
+};
 pub use workload::{
     DEFAULT_LIFETIME, DEFAULT_RENEW_FRACTION, EventKind, IdentityEvent, Rotation, Source,
     WARN_FRACTION, WorkloadIdentity,

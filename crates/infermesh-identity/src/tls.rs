@@ -19,7 +19,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::bundle::provider;
+use crate::bundle::{TrustBundle, provider};
 use crate::cert::inspect;
 use crate::error::IdentityError;
 use crate::spiffe::SpiffeId;
@@ -178,9 +178,27 @@ impl ClientCertVerifier for PeerVerifier {
 /// (the DNS name or address dialled does not matter: SVIDs carry none).
 #[derive(Debug)]
 struct ExpectedServer {
-    identity: Arc<WorkloadIdentity>,
+    roots: Roots,
     expected: SpiffeId,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// Where a verifier takes its trust bundle from.
+#[derive(Debug)]
+enum Roots {
+    /// The workload's current bundle.
+    Identity(Arc<WorkloadIdentity>),
+    /// A fixed bundle (e.g. the bootstrap bundle of a CA service's clients).
+    Fixed(Arc<TrustBundle>),
+}
+
+impl Roots {
+    fn bundle(&self) -> Arc<TrustBundle> {
+        match self {
+            Roots::Identity(identity) => identity.bundle(),
+            Roots::Fixed(bundle) => bundle.clone(),
+        }
+    }
 }
 
 impl ServerCertVerifier for ExpectedServer {
@@ -192,7 +210,7 @@ impl ServerCertVerifier for ExpectedServer {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let bundle = self.identity.bundle();
+        let bundle = self.roots.bundle();
         let parsed = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &parsed,
@@ -262,7 +280,7 @@ pub fn client_config(
     alpn: &[&[u8]],
 ) -> Result<ClientConfig, IdentityError> {
     let verifier = Arc::new(ExpectedServer {
-        identity: identity.clone(),
+        roots: Roots::Identity(identity.clone()),
         expected,
         algorithms: algorithms(),
     });
@@ -272,5 +290,40 @@ pub fn client_config(
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(Arc::new(ClientResolver(identity)));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// A server config that authenticates itself as `identity` and asks no client
+/// certificate (callers authenticate otherwise, e.g. the CA service's bearer tokens).
+pub fn server_config_without_client_auth(
+    identity: Arc<WorkloadIdentity>,
+    min: MinTls,
+) -> Result<Arc<ServerConfig>, IdentityError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(min))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ServerResolver(identity)));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client config with no certificate of its own that requires the server to be
+/// `expected`, verified against `bundle`.
+pub fn client_config_for_bundle(
+    bundle: Arc<TrustBundle>,
+    expected: SpiffeId,
+    min: MinTls,
+) -> Result<ClientConfig, IdentityError> {
+    let verifier = Arc::new(ExpectedServer {
+        roots: Roots::Fixed(bundle),
+        expected,
+        algorithms: algorithms(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(min))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -378,6 +378,17 @@ fn issue(
 ) -> Result<Material, IdentityError> {
     let (key, csr) = new_key_and_csr(id)?;
     let issued = signer.sign(&csr, id, lifetime)?;
+    let Some(leaf) = issued.chain.first() else {
+        return Err(IdentityError::Signing(
+            "the CA returned no certificate".into(),
+        ));
+    };
+    let named = inspect(leaf)?.spiffe_id()?;
+    if &named != id {
+        return Err(IdentityError::Signing(format!(
+            "the CA issued a certificate for {named}, not {id}"
+        )));
+    }
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     Ok((issued.chain, key, issued.bundle))
 }

@@ -9,8 +9,9 @@ use infermesh_identity::{BUNDLE, CA_CERT, CA_KEY, CaStore, Init};
 use crate::cli::{CaArgs, CaCommand};
 use crate::error::InvalidConfig;
 
-pub fn run(args: CaArgs) -> anyhow::Result<()> {
+pub async fn run(args: CaArgs) -> anyhow::Result<()> {
     match args.command {
+        CaCommand::Serve(a) => crate::ca_serve::serve(a).await,
         CaCommand::Init(a) => {
             let store = CaStore::new(&a.dir);
             let existing = match (&a.cert, &a.key) {

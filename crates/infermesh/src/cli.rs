@@ -62,6 +62,23 @@ pub enum CaCommand {
     Rotate(CaDirArgs),
     /// End a rotation's overlap: the bundle keeps only the current root.
     Prune(CaDirArgs),
+    /// Serve the CA: a CSR-signing endpoint over TLS for workloads that authenticate
+    /// with a bearer token (a Kubernetes service-account token) from the mesh's
+    /// `issuers`; the token's `system:serviceaccount:<ns>:<sa>` is the identity.
+    Serve(CaServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaServeArgs {
+    /// The mesh intent file (trust domain, issuers, identity settings).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The CA directory.
+    #[arg(long, default_value = ".infermesh/ca")]
+    pub dir: PathBuf,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:15012")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

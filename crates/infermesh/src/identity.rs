@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use infermesh_config::{CaSource, IdentityConfig, MeshConfig, Workload};
 use infermesh_identity::{
-    CaStore, CertFiles, IdentityEvent, Init, LocalCa, Rotation, Source, SpiffeId, WorkloadIdentity,
+    CaStore, CertFiles, IdentityEvent, Init, LocalCa, RemoteCa, Rotation, Source, SpiffeId,
+    WorkloadIdentity,
 };
 
 use crate::error::InvalidConfig;
@@ -66,7 +67,7 @@ impl Provider {
                     .with_context(|| format!("loading the CA in {}", dir.display()))?;
                 Some(Arc::new(ca))
             }
-            CaSource::Files { .. } => None,
+            CaSource::Files { .. } | CaSource::Service { .. } => None,
         };
         Ok(Some(Provider {
             config: identity,
@@ -102,6 +103,30 @@ impl Provider {
                 key: expand(key, &id),
                 bundle: expand(bundle, &id),
             }),
+            (
+                None,
+                CaSource::Service {
+                    address,
+                    token_file,
+                    bundle,
+                },
+            ) => {
+                let server = SpiffeId::new(
+                    &self.trust_domain,
+                    crate::ca_serve::CA_SERVICE_NS,
+                    crate::ca_serve::CA_SERVICE_SA,
+                )?;
+                let pem = std::fs::read(bundle).with_context(|| {
+                    format!("reading the CA service bundle {}", bundle.display())
+                })?;
+                let min = match self.config.min_tls {
+                    infermesh_config::TlsVersion::Tls12 => infermesh_identity::MinTls::V12,
+                    infermesh_config::TlsVersion::Tls13 => infermesh_identity::MinTls::V13,
+                };
+                let remote =
+                    RemoteCa::new(address.clone(), server, expand(token_file, &id), &pem, min)?;
+                Source::Ca(Arc::new(remote))
+            }
             (None, CaSource::Builtin { .. }) => anyhow::bail!("the built-in CA is not loaded"),
         };
         let rotation = Rotation {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod ca;
+mod ca_serve;
 mod cli;
 mod dev_issuer;
 mod error;
@@ -42,7 +43,7 @@ fn main() -> std::process::ExitCode {
             }) => policy::check(args),
             cli::Command::Token(args) => dev_issuer::token(args),
             cli::Command::Export(args) => export::run(args),
-            cli::Command::Ca(args) => ca::run(args),
+            cli::Command::Ca(args) => ca::run(args).await,
         }
     });
     match result {

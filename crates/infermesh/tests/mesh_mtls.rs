@@ -549,3 +549,112 @@ fn replaced_external_certificate_files_are_served_without_restart() {
         up.stderr()
     );
 }
+
+/// The CA service's issuer in these tests (as a cluster's service-account issuer).
+const K8S_ISSUER: &str = "https://kubernetes.default.svc";
+
+#[test]
+fn the_ca_service_signs_for_authenticated_service_accounts_only() {
+    if !tools_present("the_ca_service_signs_for_authenticated_service_accounts_only") {
+        return;
+    }
+    use infermesh_authn::testkit::{TestKey, jwks, now};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let ca = d.join("ca").display().to_string();
+    let (status, _, err) = run_to_end(
+        &args(&["ca", "init", "--dir", &ca]),
+        d,
+        Duration::from_secs(30),
+    );
+    assert!(status.success(), "{err}");
+
+    // Service-account tokens, as the kubelet projects them, one per identity.
+    let key = TestKey::generate(jsonwebtoken::Algorithm::ES256, "sa-key");
+    let token = |sub: &str| {
+        key.sign(&serde_json::json!({
+            "iss": K8S_ISSUER, "sub": sub, "aud": ["infermesh-ca"],
+            "iat": now(), "exp": now() + 3600,
+        }))
+    };
+    fs::create_dir(d.join("tokens")).unwrap();
+    for (ns, sa) in [("ml", "tfserving"), ("infermesh", "gateway")] {
+        let t = token(&format!("system:serviceaccount:{ns}:{sa}"));
+        fs::write(d.join(format!("tokens/{ns}-{sa}.jwt")), t).unwrap();
+    }
+    let issuers = format!(
+        "issuers:\n  - issuer: {K8S_ISSUER}\n    audiences: [infermesh-ca]\n    jwks: '{}'",
+        jwks(&[&key])
+    );
+    let ca_port = common::mesh::free_port();
+    fs::write(
+        d.join("ca-mesh.yaml"),
+        format!("{issuers}\nworkloads: []\n"),
+    )
+    .unwrap();
+    let mut service = common::mesh::Proc::spawn(
+        "ca-serve",
+        &args(&[
+            "ca",
+            "serve",
+            "--config",
+            "ca-mesh.yaml",
+            "--dir",
+            &ca,
+            "--listen",
+            &format!("127.0.0.1:{ca_port}"),
+        ]),
+        d,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !common::mesh::port_open(ca_port) {
+        assert!(
+            service.exited().is_none() && Instant::now() < deadline,
+            "{}",
+            service.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // The whole mesh gets its certificates from the service, and serves over mTLS.
+    let identity = format!(
+        "identity:\n  ca: service\n  service:\n    address: 127.0.0.1:{ca_port}\n    \
+         token_file: \"{d}/tokens/{{namespace}}-{{service_account}}.jwt\"\n    bundle: {ca}/bundle.pem",
+        d = d.display()
+    );
+    let spec = MeshSpec::route("timeout: 30s")
+        .workload_field("mtls: STRICT")
+        .top(&identity);
+    let mesh = Mesh::up(&spec);
+    assert_gateway_serves(&mesh);
+    let issued = service.stderr();
+    for id in ["ns/ml/sa/tfserving", "ns/infermesh/sa/gateway"] {
+        assert!(
+            issued.contains(&format!("spiffe://cluster.local/{id}")),
+            "{issued}"
+        );
+    }
+
+    // No token, a token of another issuer, a token that is no service account's.
+    let url = format!("https://127.0.0.1:{ca_port}/v1/sign");
+    let post = |auth: Option<String>| {
+        let mut extra = vec!["--http1.1".to_string()];
+        if let Some(a) = auth {
+            extra.push("-H".into());
+            extra.push(format!("Authorization: Bearer {a}"));
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        curl_with(&url, None, &extra)
+    };
+    assert_eq!(post(None).0, 401);
+    let stranger = TestKey::generate(jsonwebtoken::Algorithm::ES256, "sa-key");
+    let forged = stranger.sign(&serde_json::json!({
+        "iss": K8S_ISSUER, "sub": "system:serviceaccount:ml:tfserving", "aud": ["infermesh-ca"],
+        "iat": now(), "exp": now() + 3600,
+    }));
+    assert_eq!(post(Some(forged)).0, 401);
+    let (status, body) = post(Some(token("alice")));
+    assert_eq!(status, 403, "{body}");
+    service.kill();
+}
