@@ -10,6 +10,7 @@
 #
 # Usage: bench/mtls.sh [--no-build]
 # Settings (environment): DURATION=10 (s per measurement), SAT_CONNS=32, WARMUP=2,
+#   ROUNDS=3 (plaintext and mTLS alternate; medians are reported),
 #   PIN=1 (up on CPU 1, load tool on CPU 0, with taskset)
 # Raw output: bench/mtls/out/<UTC timestamp>/.
 set -euo pipefail
@@ -27,6 +28,7 @@ done
 DURATION=${DURATION:-10}
 SAT_CONNS=${SAT_CONNS:-32}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-3}
 PIN=${PIN:-1}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 INFERMESH=$TARGET/release/infermesh
@@ -122,48 +124,64 @@ print(f"{rps:.0f} {pct['50']:.3f} {pct['99']:.3f} {cpu_us:.1f} {bad}")
 PY
 }
 
-declare -A RESULT
-for mode in DISABLE STRICT; do
-  log "mesh with sidecar mtls: $mode"
-  start_up "$mode" "$OUT/$mode"
-  RESULT[$mode.c1]=$(measure "$mode-c1" 1)
-  RESULT[$mode.sat]=$(measure "$mode-c$SAT_CONNS" "$SAT_CONNS")
-  if [ "$mode" = STRICT ]; then
-    # A client certificate of the mesh CA, made with openssl (SPIFFE URI SAN).
-    ca=$OUT/$mode/.infermesh/ca
-    openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$OUT/client.key"
-    openssl req -new -key "$OUT/client.key" -subj "/O=bench" -out "$OUT/client.csr" 2>/dev/null
-    printf 'subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/client\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n' >"$OUT/client.ext"
-    openssl x509 -req -in "$OUT/client.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" -CAcreateserial \
-      -days 1 -extfile "$OUT/client.ext" -out "$OUT/client.pem" 2>/dev/null
-    before=$(cpu_ticks "$UP_PID")
-    "${LOAD_PIN[@]}" openssl s_time -connect "127.0.0.1:$SC" -new -time "$DURATION" \
-      -cert "$OUT/client.pem" -key "$OUT/client.key" >"$OUT/s_time.txt" 2>&1 || true
-    after=$(cpu_ticks "$UP_PID")
-    conns=$(awk '/connections in [0-9.]+s;/ {print $1; exit}' "$OUT/s_time.txt")
-    rate=$(awk '/connections\/user sec/ {print $0; exit}' "$OUT/s_time.txt" | grep -o '[0-9.]* connections/user sec' | awk '{print $1}')
-    RESULT[handshakes]="${conns:-0} ${rate:-0} $(python3 -c "print(round(($after-$before)/$TICKS*1e6/max(${conns:-0},1),1))")"
-  fi
-  stop_up
+# Rows of "rps p50 p99 cpu non2xx" per (mode, conns) in $OUT/rows-<mode>-<conns>.
+for round in $(seq "$ROUNDS"); do
+  for mode in DISABLE STRICT; do
+    log "round $round/$ROUNDS: mesh with sidecar mtls: $mode"
+    start_up "$mode" "$OUT/$mode-$round"
+    measure "$mode-$round-c1" 1 >>"$OUT/rows-$mode-1"
+    measure "$mode-$round-c$SAT_CONNS" "$SAT_CONNS" >>"$OUT/rows-$mode-$SAT_CONNS"
+    if [ "$mode" = STRICT ] && [ "$round" = 1 ]; then
+      # A client certificate of the mesh CA, made with openssl (SPIFFE URI SAN).
+      ca=$OUT/$mode-$round/.infermesh/ca
+      openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$OUT/client.key"
+      openssl req -new -key "$OUT/client.key" -subj "/O=bench" -out "$OUT/client.csr" 2>/dev/null
+      printf 'subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/client\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n' >"$OUT/client.ext"
+      openssl x509 -req -in "$OUT/client.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" -CAcreateserial \
+        -days 1 -extfile "$OUT/client.ext" -out "$OUT/client.pem" 2>/dev/null
+      before=$(cpu_ticks "$UP_PID")
+      "${LOAD_PIN[@]}" openssl s_time -connect "127.0.0.1:$SC" -new -time "$DURATION" \
+        -cert "$OUT/client.pem" -key "$OUT/client.key" >"$OUT/s_time.txt" 2>&1 || true
+      after=$(cpu_ticks "$UP_PID")
+      HS_N=$(awk '/connections in [0-9.]+s;/ {print $1; exit}' "$OUT/s_time.txt")
+      HS_CPU=$(python3 -c "print(round(($after-$before)/$TICKS*1e6/max(${HS_N:-0},1),1))")
+    fi
+    stop_up
+  done
 done
 
-read -r d1_rps d1_p50 d1_p99 d1_cpu d1_bad <<<"${RESULT[DISABLE.c1]}"
-read -r s1_rps s1_p50 s1_p99 s1_cpu s1_bad <<<"${RESULT[STRICT.c1]}"
-read -r ds_rps ds_p50 ds_p99 ds_cpu ds_bad <<<"${RESULT[DISABLE.sat]}"
-read -r ss_rps ss_p50 ss_p99 ss_cpu ss_bad <<<"${RESULT[STRICT.sat]}"
-read -r hs_n hs_rate hs_cpu <<<"${RESULT[handshakes]}"
-ratio() { python3 -c "print(f'{$1/$2:.2f}' if $2 else 'n/a')"; }
-{
-  echo "mTLS benchmark $STAMP on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); pinning: $PINNING"
-  echo "REST predict through the gateway, wrk ${DURATION}s per row (non-2xx in the last column)"
-  echo
-  echo "| hop | conns | req/s | p50 ms | p99 ms | CPU µs/req (whole up) | non-2xx |"
-  echo "|---|---|---|---|---|---|---|"
-  echo "| plaintext | 1 | $d1_rps | $d1_p50 | $d1_p99 | $d1_cpu | $d1_bad |"
-  echo "| mTLS | 1 | $s1_rps | $s1_p50 | $s1_p99 | $s1_cpu | $s1_bad |"
-  echo "| plaintext | $SAT_CONNS | $ds_rps | $ds_p50 | $ds_p99 | $ds_cpu | $ds_bad |"
-  echo "| mTLS | $SAT_CONNS | $ss_rps | $ss_p50 | $ss_p99 | $ss_cpu | $ss_bad |"
-  echo
-  echo "mTLS ÷ plaintext: p50 at 1 conn $(ratio "$s1_p50" "$d1_p50"), CPU/req at 1 conn $(ratio "$s1_cpu" "$d1_cpu"), throughput at $SAT_CONNS conns $(ratio "$ss_rps" "$ds_rps"), CPU/req at $SAT_CONNS conns $(ratio "$ss_cpu" "$ds_cpu")"
-  echo "new mTLS handshakes at the STRICT sidecar (openssl s_time -new, ${DURATION}s, client cert): $hs_n in ${DURATION}s, $hs_rate/s per client CPU second, sidecar-side CPU $hs_cpu µs/handshake"
-} | tee "$OUT/summary.md"
+python3 - "$OUT" "$SAT_CONNS" "$ROUNDS" "$DURATION" "${HS_N:-0}" "${HS_CPU:-0}" "$PINNING" "$STAMP" <<'PY' | tee "$OUT/summary.md"
+import os, statistics, sys
+out, sat, rounds, duration, hs_n, hs_cpu, pinning, stamp = sys.argv[1:]
+def rows(mode, conns):
+    with open(os.path.join(out, f"rows-{mode}-{conns}")) as f:
+        return [list(map(float, line.split())) for line in f if line.strip()]
+def med(mode, conns):
+    r = rows(mode, conns)
+    return [statistics.median(col) for col in zip(*r)], sum(x[4] for x in r)
+cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip()
+print(f"mTLS benchmark {stamp} on {os.cpu_count()} CPUs ({cpu}); pinning: {pinning}; "
+      f"load average at the end {open('/proc/loadavg').read().split()[0]}")
+print(f"REST predict through the gateway, wrk {duration} s per row, medians of {rounds} rounds "
+      "(plaintext and mTLS meshes alternate)")
+print()
+print("| hop | conns | req/s | p50 ms | p99 ms | CPU µs/req (whole `up`) | non-2xx (all rounds) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+res = {}
+for conns in ("1", sat):
+    for mode, name in (("DISABLE", "plaintext"), ("STRICT", "mTLS")):
+        m, bad = med(mode, conns)
+        res[(mode, conns)] = m
+        print(f"| {name} | {conns} | {m[0]:.0f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]:.1f} | {bad:.0f} |")
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "n/a"
+d1, s1, ds, ss = res[("DISABLE", "1")], res[("STRICT", "1")], res[("DISABLE", sat)], res[("STRICT", sat)]
+print()
+print(f"mTLS ÷ plaintext: p50 at 1 conn {ratio(s1[1], d1[1])} (+{(s1[1] - d1[1]) * 1000:.0f} µs), "
+      f"CPU/req at 1 conn {ratio(s1[3], d1[3])}, throughput at {sat} conns {ratio(ss[0], ds[0])}, "
+      f"CPU/req at {sat} conns {ratio(ss[3], ds[3])}")
+n = int(hs_n or 0)
+print(f"new mTLS handshakes at the STRICT sidecar (openssl s_time -new, client certificate, one "
+      f"client, {duration} s): {n} = {n / float(duration):.0f}/s; the `up` process spent "
+      f"{hs_cpu} µs CPU per handshake")
+PY
