@@ -26,6 +26,7 @@ mod istio;
 mod mesh;
 pub mod model;
 mod models;
+pub mod mtls;
 mod policies;
 mod read;
 pub mod security;
@@ -41,6 +42,7 @@ pub use conditions::{API_NAMES, ConditionKey, IpBlock};
 pub use error::{ConfigError, ConfigErrors};
 pub use istio::import_istio;
 pub use model::*;
+pub use mtls::{CaSource, GatewayTls, IdentityConfig, MtlsMode, TlsVersion};
 pub use security::*;
 
 /// Parses and validates a mesh file's text. `source` names the file in errors and is

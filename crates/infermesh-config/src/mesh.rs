@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "authorization",
     "telemetry",
     "audit",
+    "identity",
 ];
 const WORKLOAD_KEYS: &[&str] = &[
     "name",
@@ -43,6 +44,8 @@ const WORKLOAD_KEYS: &[&str] = &[
     "endpoints",
     "model_server",
     "admin",
+    "mtls",
+    "allowed_peers",
 ];
 const LIMIT_KEYS: &[&str] = &[
     "max_request_body_bytes",
@@ -91,13 +94,16 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         .opt(cx, "trust_domain", trust_domain)
         .unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
     let mut sockets = Sockets::default();
+    let base_dir = base_dir(source);
     let gateway = top
-        .opt(cx, "gateway", |cx, n, p| gateway(cx, n, p, &mut sockets))
+        .opt(cx, "gateway", |cx, n, p| {
+            gateway(cx, n, p, &mut sockets, &base_dir)
+        })
         .unwrap_or(Gateway {
             listen: Vec::new(),
             admin: None,
+            tls: None,
         });
-    let base_dir = base_dir(source);
     let (workloads, declared) = match top.get("workloads") {
         Some(n) => workloads(cx, n, "workloads", &base_dir, &mut sockets),
         None => (BTreeMap::new(), Some(Vec::new())),
@@ -148,6 +154,9 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
             })
             .unwrap_or_default(),
         audit: top.opt(cx, "audit", crate::audit::audit),
+        identity: top.opt(cx, "identity", |cx, n, p| {
+            crate::mtls::identity(cx, n, p, &base_dir)
+        }),
     })
 }
 
@@ -226,8 +235,14 @@ fn trust_domain(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
     Some(text)
 }
 
-fn gateway(cx: &mut Cx, node: &Node, path: &str, sockets: &mut Sockets) -> Option<Gateway> {
-    let f = Fields::read(cx, node, path, &["listen", "admin"])?;
+fn gateway(
+    cx: &mut Cx,
+    node: &Node,
+    path: &str,
+    sockets: &mut Sockets,
+    base_dir: &Path,
+) -> Option<Gateway> {
+    let f = Fields::read(cx, node, path, &["listen", "admin", "tls"])?;
     let mut listen = Vec::new();
     if let Some(items) = f.opt(cx, "listen", list) {
         let lpath = f.path_of("listen");
@@ -251,7 +266,10 @@ fn gateway(cx: &mut Cx, node: &Node, path: &str, sockets: &mut Sockets) -> Optio
             path: f.path_of("admin"),
         });
     }
-    Some(Gateway { listen, admin })
+    let tls = f.opt(cx, "tls", |cx, n, p| {
+        crate::mtls::gateway_tls(cx, n, p, base_dir)
+    });
+    Some(Gateway { listen, admin, tls })
 }
 
 type Workloads = BTreeMap<String, Arc<Workload>>;
@@ -316,6 +334,10 @@ fn workload(
     let model_server = f.opt(cx, "model_server", |cx, n, p| {
         model_server(cx, n, p, base_dir)
     });
+    let mtls = f.opt(cx, "mtls", crate::mtls::mode).unwrap_or_default();
+    let allowed_peers = f
+        .opt(cx, "allowed_peers", crate::mtls::peers)
+        .unwrap_or_default();
     if let Some(up) = &upstream {
         upstream_sockets(cx, f, up, model_server.is_some(), sockets);
     }
@@ -351,6 +373,8 @@ fn workload(
         endpoints: endpoints.unwrap_or_else(|| vec![Address::Socket(listen)]),
         embedded_model_server: model_server,
         admin,
+        mtls,
+        allowed_peers,
     })
 }
 

@@ -34,6 +34,10 @@ pub struct MeshConfig {
     pub telemetry: crate::telemetry::Telemetry,
     /// The audit trail (`audit:`); `None`: none is written.
     pub audit: Option<crate::AuditConfig>,
+    /// Workload identity and mTLS (`identity:`); `None`: not configured (separate
+    /// gateway and sidecar processes then talk plaintext; `infermesh up` uses the
+    /// defaults with its own built-in CA).
+    pub identity: Option<crate::mtls::IdentityConfig>,
 }
 
 /// An address: an IP socket address, or a host name re-resolved periodically.
@@ -73,6 +77,11 @@ pub struct Workload {
     /// on its own (`infermesh sidecar`); `infermesh up` serves one admin listener, the
     /// gateway's, for the whole process.
     pub admin: Option<SocketAddr>,
+    /// Peer authentication of this workload's sidecar (when identity is on).
+    pub mtls: crate::mtls::MtlsMode,
+    /// mTLS peers the sidecar accepts (Istio principals, `*` suffix); empty: any
+    /// identity of the trust domain.
+    pub allowed_peers: Vec<String>,
 }
 
 /// A model served by one workload, with its versions and route.
@@ -137,6 +146,8 @@ pub struct Gateway {
     pub listen: Vec<SocketAddr>,
     /// Admin listener: `/healthz`, `/readyz`, `/metrics`.
     pub admin: Option<SocketAddr>,
+    /// TLS on the client-facing listeners.
+    pub tls: Option<crate::mtls::GatewayTls>,
 }
 
 /// Resource limits, applied by gateways and sidecars alike.

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use infermesh_config::{
-    Address, Gateway, Limits, MeshConfig, Mirror, OutlierDetection, RetryPolicy, parse,
+    Address, CaSource, Gateway, IdentityConfig, Limits, MeshConfig, Mirror, MtlsMode,
+    OutlierDetection, RetryPolicy, TlsVersion, parse,
 };
 
 fn sock(s: &str) -> SocketAddr {
@@ -37,6 +38,7 @@ fn quickstart_loads() {
         Gateway {
             listen: vec![sock("127.0.0.1:8500"), sock("127.0.0.1:8501")],
             admin: Some(sock("127.0.0.1:15020")),
+            tls: None,
         }
     );
     let w = &c.workloads["tfserving-a"];
@@ -48,6 +50,8 @@ fn quickstart_loads() {
     assert_eq!(w.upstream.rest, Address::Socket(sock("127.0.0.1:9501")));
     assert_eq!(w.upstream.grpc, Address::Socket(sock("127.0.0.1:9500")));
     assert_eq!(w.endpoints, vec![Address::Socket(sock("127.0.0.1:15006"))]);
+    assert_eq!(w.mtls, MtlsMode::Strict);
+    assert_eq!(c.identity, Some(IdentityConfig::default()));
     let models_config = w
         .embedded_model_server
         .as_ref()
@@ -95,7 +99,8 @@ fn defaults_fill_what_is_left_out() {
         c.gateway,
         Gateway {
             listen: vec![],
-            admin: None
+            admin: None,
+            tls: None,
         }
     );
     assert_eq!(c.dns_refresh, Duration::from_secs(5));
@@ -566,4 +571,35 @@ fn audit_defaults_and_every_field() {
             queue: 100
         })
     );
+}
+
+#[test]
+fn identity_settings_compile() {
+    let c = ok(&format!(
+        "{MINIMAL}identity:\n  ca: files\n  files: {{cert: certs/c.pem, key: /k.pem, bundle: b.pem}}\n  \
+         cert_ttl: 10s\n  renew_at: 0.25\n  min_tls: \"1.2\"\n  gateway: {{namespace: edge}}\n"
+    ));
+    let i = c.identity.expect("identity");
+    assert_eq!(
+        i.ca,
+        CaSource::Files {
+            cert: "/etc/infermesh/certs/c.pem".into(),
+            key: "/k.pem".into(),
+            bundle: "/etc/infermesh/b.pem".into(),
+        }
+    );
+    assert_eq!((i.cert_ttl, i.renew_at), (Duration::from_secs(10), 0.25));
+    assert_eq!(i.min_tls, TlsVersion::Tls12);
+    assert_eq!(
+        (
+            i.gateway_namespace.as_str(),
+            i.gateway_service_account.as_str()
+        ),
+        ("edge", "gateway")
+    );
+    // Left out: no identity section, workloads PERMISSIVE, any peer.
+    let d = ok(MINIMAL);
+    assert_eq!(d.identity, None);
+    assert_eq!(d.workloads["w"].mtls, MtlsMode::Permissive);
+    assert!(d.workloads["w"].allowed_peers.is_empty());
 }

@@ -6,7 +6,8 @@
 //!   (the gateway: at least one sidecar endpoint of every workload that serves a
 //!   model; a sidecar: its model server's REST and gRPC ports), 503 with the failing
 //!   checks otherwise, and 503 `draining` from the moment shutdown begins, so a load
-//!   balancer or Kubernetes stops sending before the listeners close;
+//!   balancer or Kubernetes stops sending before the listeners close; other
+//!   components add checks (the workload certificate is valid);
 //! * `GET /metrics` — the process's metrics, Prometheus text 0.0.4, or OpenMetrics
 //!   when the `Accept` header asks for it;
 //! * `POST /reload` — re-read `mesh.yaml` now: 200 with what changed (or `unchanged`),
@@ -75,6 +76,24 @@ pub struct Admin {
     pub role: Role,
     /// Where `POST /reload` goes (none: the config is not reloadable here).
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// More readiness checks (e.g. the workload certificate is valid).
+    pub checks: Vec<ReadyCheck>,
+}
+
+/// A readiness check another component provides: its name, and `Ok(detail)` or
+/// `Err(why)`.
+#[derive(Clone)]
+pub struct ReadyCheck {
+    pub name: String,
+    pub check: Arc<dyn Fn() -> Result<String, String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for ReadyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadyCheck")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -217,6 +236,17 @@ pub(crate) async fn ready(admin: &Admin) -> Response<Full<Bytes>> {
         all &= ok;
         let state = if ok { "ok" } else { "unreachable" };
         let _ = writeln!(body, "{what}: {state} ({addrs:?})");
+    }
+    for check in &admin.checks {
+        match (check.check)() {
+            Ok(detail) => {
+                let _ = writeln!(body, "{}: ok ({detail})", check.name);
+            }
+            Err(why) => {
+                all = false;
+                let _ = writeln!(body, "{}: failing ({why})", check.name);
+            }
+        }
     }
     if all {
         text(StatusCode::OK, format!("ready\n{body}"))

@@ -22,6 +22,8 @@ pub enum ProxyError {
     UnknownWorkload(String),
     #[error("the gateway has no listen address")]
     NoListener,
+    #[error("TLS: {0}")]
+    Tls(infermesh_identity::IdentityError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

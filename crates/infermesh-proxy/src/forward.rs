@@ -13,20 +13,27 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use infermesh_config::Limits;
+use std::sync::Arc;
+
+use infermesh_config::{Limits, MeshConfig};
+use infermesh_identity::{SpiffeId, WorkloadIdentity};
 
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{Failure, limit_in_chain};
 use crate::inspect::Protocol;
+use crate::mtls::UpstreamTls;
 
 /// How long an idle upstream connection stays pooled.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
-/// The upstream clients: one pool per protocol.
+/// The upstream clients: one pool per protocol, and (gateway with an identity) the
+/// mTLS pools to sidecars.
 #[derive(Clone, Debug)]
 pub struct Clients {
     rest: Client<HttpConnector, ProxyBody>,
     grpc: Client<HttpConnector, ProxyBody>,
+    connector: HttpConnector,
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 /// The part of a request every attempt sends again: method, path and cleaned headers.
@@ -36,6 +43,8 @@ pub struct Outbound {
     pub method: Method,
     pub path_and_query: String,
     pub headers: HeaderMap,
+    /// The SPIFFE ID the upstream must prove over mTLS; `None`: plaintext.
+    pub peer: Option<SpiffeId>,
 }
 
 /// How one attempt failed.
@@ -58,18 +67,28 @@ impl Clients {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.connect_timeout));
         connector.set_nodelay(true);
-        let builder = |http2: bool| {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(POOL_IDLE)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .http2_only(http2);
-            b.build(connector.clone())
-        };
         Clients {
-            rest: builder(false),
-            grpc: builder(true),
+            rest: client_builder(false).build(connector.clone()),
+            grpc: client_builder(true).build(connector.clone()),
+            connector,
+            tls: None,
         }
+    }
+
+    /// Calls to upstreams that name a `peer` go over mTLS as `identity`.
+    pub fn with_tls(mut self, identity: Arc<WorkloadIdentity>, config: &MeshConfig) -> Clients {
+        self.tls = Some(Arc::new(UpstreamTls::new(
+            identity,
+            config,
+            self.connector.clone(),
+            client_builder,
+        )));
+        self
+    }
+
+    /// Whether calls to sidecars go over mTLS.
+    pub fn tls_on(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Sends one attempt to `addr`.
@@ -79,7 +98,12 @@ impl Clients {
         outbound: &Outbound,
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, SendError> {
-        let uri: Uri = format!("http://{addr}{}", outbound.path_and_query)
+        let scheme = if outbound.peer.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let uri: Uri = format!("{scheme}://{addr}{}", outbound.path_and_query)
             .parse()
             .map_err(|e| SendError::Other(format!("invalid upstream uri: {e}")))?;
         let mut request = Request::new(body);
@@ -91,7 +115,23 @@ impl Clients {
             Protocol::Grpc => (&self.grpc, Version::HTTP_2),
         };
         *request.version_mut() = version;
-        match client.request(request).await {
+        let sent = match (&outbound.peer, &self.tls) {
+            (None, _) => client.request(request).await,
+            (Some(peer), Some(tls)) => {
+                let grpc = outbound.protocol == Protocol::Grpc;
+                let client = tls
+                    .client(peer, grpc)
+                    .map_err(|e| SendError::Connect(format!("mTLS client: {e}")))?;
+                client.request(request).await
+            }
+            // Fail closed: an mTLS hop without an identity to present is not sent.
+            (Some(peer), None) => {
+                return Err(SendError::Connect(format!(
+                    "no workload identity to call {peer} over mTLS"
+                )));
+            }
+        };
+        match sent {
             Ok(response) => Ok(response_from_upstream(response)),
             Err(e) if e.is_connect() => Err(SendError::Connect(chain(&e))),
             Err(e) if limit_in_chain(&e) => Err(SendError::BodyTooLarge),
@@ -99,6 +139,15 @@ impl Clients {
             Err(e) => Err(SendError::Other(chain(&e))),
         }
     }
+}
+
+fn client_builder(http2: bool) -> hyper_util::client::legacy::Builder {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(http2);
+    b
 }
 
 impl SendError {

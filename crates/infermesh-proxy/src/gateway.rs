@@ -11,11 +11,13 @@ use infermesh_telemetry::Telemetry;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::admin::{self, ReloadRequest};
+use crate::admin::{self, ReadyCheck, ReloadRequest};
 use crate::audit::ProxyAudit;
 use crate::error::ProxyError;
 use crate::listener;
+use crate::mtls::Inbound;
 use crate::pipeline::{Proxy, ProxyStats, Role};
+use infermesh_identity::WorkloadIdentity;
 
 /// The mesh's entry point: routes TF Serving REST and gRPC requests by model and
 /// version to the sidecars of the workloads serving them.
@@ -26,7 +28,11 @@ pub struct Gateway {
     admin: Option<TcpListener>,
     /// Where the admin's `POST /reload` goes.
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// More `/readyz` checks.
+    checks: Vec<ReadyCheck>,
     proxy: Arc<Proxy>,
+    /// Client-facing TLS (`gateway.tls`), else plaintext.
+    inbound: Inbound,
 }
 
 /// The proxy in front of one workload's model server.
@@ -36,7 +42,10 @@ pub struct Sidecar {
     /// The admin listener (`workloads[].admin`), if configured.
     admin: Option<TcpListener>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    checks: Vec<ReadyCheck>,
     proxy: Arc<Proxy>,
+    /// The workload's peer authentication mode; plaintext until an identity is given.
+    inbound: Inbound,
 }
 
 /// Binds a socket address (call inside a tokio runtime).
@@ -83,11 +92,14 @@ impl Gateway {
         if listeners.is_empty() {
             return Err(ProxyError::NoListener);
         }
+        let inbound = Inbound::gateway(&config.load()).map_err(ProxyError::Tls)?;
         Ok(Gateway {
             listeners,
             admin: None,
             reload: None,
+            checks: Vec::new(),
             proxy: Arc::new(Proxy::new(Role::Gateway, config, telemetry)),
+            inbound,
         })
     }
 
@@ -97,9 +109,25 @@ impl Gateway {
         self
     }
 
+    /// Calls to sidecars go over mTLS as `identity` (the gateway's), each sidecar
+    /// required to prove its workload's SPIFFE ID (not for `mtls: DISABLE`
+    /// workloads). Before [`Gateway::run`].
+    pub fn with_identity(mut self, identity: Arc<WorkloadIdentity>) -> Gateway {
+        if let Some(proxy) = Arc::get_mut(&mut self.proxy) {
+            proxy.set_upstream_tls(identity);
+        }
+        self
+    }
+
     /// Lets the admin's `POST /reload` ask `reload` to re-read the config.
     pub fn with_reload(mut self, reload: mpsc::Sender<ReloadRequest>) -> Gateway {
         self.reload = Some(reload);
+        self
+    }
+
+    /// Adds a `/readyz` check.
+    pub fn with_ready_check(mut self, check: ReadyCheck) -> Gateway {
+        self.checks.push(check);
         self
     }
 
@@ -127,8 +155,8 @@ impl Gateway {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
         run(
             self.listeners,
-            (self.admin, self.reload),
-            self.proxy,
+            (self.admin, self.reload, self.checks),
+            (self.proxy, self.inbound),
             shutdown,
         )
         .await
@@ -139,8 +167,12 @@ impl Gateway {
 /// from the moment shutdown begins.
 async fn run(
     listeners: Vec<TcpListener>,
-    (admin, reload): (Option<TcpListener>, Option<mpsc::Sender<ReloadRequest>>),
-    proxy: Arc<Proxy>,
+    (admin, reload, checks): (
+        Option<TcpListener>,
+        Option<mpsc::Sender<ReloadRequest>>,
+        Vec<ReadyCheck>,
+    ),
+    (proxy, inbound): (Arc<Proxy>, Inbound),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
     let readiness = Arc::new(admin::Readiness::default());
@@ -151,6 +183,7 @@ async fn run(
             config: proxy.config.clone(),
             role: proxy.role.clone(),
             reload,
+            checks,
         };
         tokio::spawn(admin::serve(listener, Arc::new(state)))
     });
@@ -158,7 +191,7 @@ async fn run(
         shutdown.await;
         readiness.set_draining();
     };
-    let result = listener::serve(listeners, proxy, draining).await;
+    let result = listener::serve(listeners, proxy, inbound, draining).await;
     if let Some(task) = admin_task {
         task.abort();
     }
@@ -196,6 +229,12 @@ impl Sidecar {
         self
     }
 
+    /// As [`Gateway::with_ready_check`].
+    pub fn with_ready_check(mut self, check: ReadyCheck) -> Sidecar {
+        self.checks.push(check);
+        self
+    }
+
     /// A sidecar on an already bound listener (tests bind port 0).
     pub fn from_listener(
         config: Arc<ArcSwap<MeshConfig>>,
@@ -213,8 +252,26 @@ impl Sidecar {
             listener,
             admin: None,
             reload: None,
+            checks: Vec::new(),
             proxy: Arc::new(Proxy::new(role, config, telemetry)),
+            inbound: Inbound::Plain,
         })
+    }
+
+    /// Terminates mTLS as `identity` (the workload's) per the workload's `mtls`
+    /// mode (STRICT, PERMISSIVE, DISABLE). Before [`Sidecar::run`].
+    pub fn with_identity(
+        mut self,
+        workload: &str,
+        identity: Arc<WorkloadIdentity>,
+    ) -> Result<Sidecar, ProxyError> {
+        let config = self.proxy.config.load_full();
+        let w = config
+            .workloads
+            .get(workload)
+            .ok_or_else(|| ProxyError::UnknownWorkload(workload.to_owned()))?;
+        self.inbound = Inbound::sidecar(&config, w, identity).map_err(ProxyError::Tls)?;
+        Ok(self)
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -237,8 +294,8 @@ impl Sidecar {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
         run(
             vec![self.listener],
-            (self.admin, self.reload),
-            self.proxy,
+            (self.admin, self.reload, self.checks),
+            (self.proxy, self.inbound),
             shutdown,
         )
         .await

@@ -1,5 +1,7 @@
-//! Stage 1: accept connections and serve HTTP/1.1 and HTTP/2 cleartext (h2c with
-//! prior knowledge) on the same port, so TF Serving REST and gRPC clients both work.
+//! Stage 1: accept connections, terminate TLS per the listener's [`Inbound`] mode
+//! (`mtls.rs`), and serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge, or h2 over
+//! TLS) on the same port, so TF Serving REST and gRPC clients both work. The mTLS
+//! peer's verified identity goes on every request of the connection.
 //! Applies the connection, header and stream limits, and shuts down gracefully: stop
 //! accepting, let in-flight requests finish up to the drain timeout, then close.
 
@@ -10,13 +12,15 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::error::ProxyError;
-use crate::identity::Connection;
+use crate::identity::{Connection, PeerIdentity};
+use crate::mtls::{Accepted as Terminated, Inbound};
 use crate::pipeline::Proxy;
 
 /// hyper refuses HTTP/1 read buffers smaller than this.
@@ -28,6 +32,7 @@ type Accepted = (TcpStream, OwnedSemaphorePermit);
 pub async fn serve(
     listeners: Vec<TcpListener>,
     proxy: Arc<Proxy>,
+    inbound: Inbound,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
     let limits = proxy.config.load().limits.clone();
@@ -53,20 +58,18 @@ pub async fn serve(
                     (Ok(peer), Ok(local)) => Some(Connection { peer, local }),
                     _ => None,
                 };
-                let service = service_fn(move |mut request: hyper::Request<_>| {
-                    if let Some(connection) = connection {
-                        request.extensions_mut().insert(connection);
-                    }
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(request).await) }
-                });
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
+                let inbound = inbound.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 connections.spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    match inbound.accept(stream).await {
+                        Ok(Terminated::Plain(stream)) => {
+                            serve_io(stream, builder, proxy, connection, None, watcher).await;
+                        }
+                        Ok(Terminated::Tls(stream, peer)) => {
+                            serve_io(stream, builder, proxy, connection, peer, watcher).await;
+                        }
+                        Err(()) => {}
                     }
                     drop(permit);
                 });
@@ -91,6 +94,35 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// Serves HTTP on one accepted (and, with TLS, terminated) connection.
+async fn serve_io<I>(
+    io: I,
+    builder: auto::Builder<TokioExecutor>,
+    proxy: Arc<Proxy>,
+    connection: Option<Connection>,
+    peer: Option<PeerIdentity>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |mut request: hyper::Request<_>| {
+        if let Some(connection) = connection {
+            request.extensions_mut().insert(connection);
+        }
+        if let Some(peer) = &peer {
+            request.extensions_mut().insert(peer.clone());
+        }
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Accepts while a connection slot is free; errors (e.g. out of file descriptors)

@@ -16,6 +16,17 @@ pub struct Names {
     pub workloads: HashMap<String, WorkloadNames>,
     /// Istio principal (`<td>/ns/<ns>/sa/<sa>`) → workload name.
     pub by_principal: HashMap<String, String>,
+    /// The gateway's names (its identity: `identity.gateway`, or the defaults).
+    pub gateway: GatewayNames,
+}
+
+/// What the gateway is called in metrics.
+#[derive(Debug)]
+pub struct GatewayNames {
+    pub namespace: String,
+    /// Istio form, as a sidecar sees its mTLS peer.
+    pub principal: String,
+    pub spiffe: String,
 }
 
 /// What one workload is called in metrics.
@@ -32,6 +43,16 @@ impl Names {
         let td = &config.trust_domain;
         let mut workloads = HashMap::new();
         let mut by_principal = HashMap::new();
+        let identity = config.identity.clone().unwrap_or_default();
+        let principal = format!(
+            "{td}/ns/{}/sa/{}",
+            identity.gateway_namespace, identity.gateway_service_account
+        );
+        let gateway = GatewayNames {
+            namespace: identity.gateway_namespace.clone(),
+            spiffe: format!("spiffe://{principal}"),
+            principal,
+        };
         for w in config.workloads.values() {
             let principal = format!("{td}/ns/{}/sa/{}", w.namespace, w.service_account);
             workloads.insert(
@@ -49,6 +70,7 @@ impl Names {
             config,
             workloads,
             by_principal,
+            gateway,
         }
     }
 }

@@ -145,6 +145,12 @@ impl Proxy {
         }
     }
 
+    /// Calls to sidecars go over mTLS as `identity` (gateway).
+    pub fn set_upstream_tls(&mut self, identity: Arc<infermesh_identity::WorkloadIdentity>) {
+        let config = self.config.load();
+        self.clients = self.clients.clone().with_tls(identity, &config);
+    }
+
     /// The request path. Never fails: failures are answered by `respond`.
     pub async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<ProxyBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -236,6 +242,7 @@ impl Proxy {
         let authenticator = self.authenticators.get(config);
         authenticate::authenticate(&authenticator, &mut parts, &self.telemetry.metrics).await?;
         exchange.authenticated(&parts.extensions);
+        crate::end_user::carry(&self.role, config, &mut parts);
 
         // 4. route decision (gateway): pure; picks the version, sends nothing.
         let routed = match &self.role {
@@ -295,6 +302,7 @@ impl Proxy {
         }
         .map_err(|failure| verdict.explain(failure))?;
         exchange.version = plan.version;
+        exchange.upstream_mtls = plan.outbound.peer.is_some();
         let attempts = Attempts {
             clients: &self.clients,
             endpoints: &plan.endpoints,
@@ -363,6 +371,7 @@ impl Proxy {
                 .0;
         }
         let mut outbound = outbound(parts, inspected);
+        outbound.peer = crate::mtls::expected_upstream(config, workload, self.clients.tls_on());
         if let Some(mirror_version) = decision.mirror {
             if body.is_complete() {
                 let (path, mirror_body) = inspected.rewrite(body.clone(), mirror_version)?;
@@ -478,6 +487,7 @@ fn outbound(parts: &Parts, inspected: &Inspected) -> Outbound {
         method: parts.method.clone(),
         path_and_query: inspected.path_and_query.clone(),
         headers,
+        peer: None,
     }
 }
 

@@ -25,10 +25,9 @@ use crate::identity::{Connection, PeerIdentity, RequestAuth};
 use crate::inspect::{ModelRequest, Protocol};
 use crate::pipeline::{Proxy, Role};
 
-/// The workload name and namespace the gateway reports as (Istio's
-/// `source_workload` for requests it sends).
+/// The workload name the gateway reports as (Istio's `source_workload` for requests
+/// it sends); its namespace is its identity's (`identity.gateway.namespace`).
 pub const GATEWAY_WORKLOAD: &str = "infermesh-gateway";
-pub const GATEWAY_NAMESPACE: &str = "infermesh";
 
 /// What the record stage learns about one request/response exchange.
 #[derive(Debug)]
@@ -55,6 +54,8 @@ pub struct Exchange {
     pub request_principal: Option<String>,
     /// Time from sending upstream to its response headers, when it was called.
     pub upstream: Option<Duration>,
+    /// The upstream hop was mTLS (the gateway required the sidecar's SPIFFE ID).
+    pub upstream_mtls: bool,
     /// The `x-infermesh-error` kind when the proxy answered itself.
     pub failure: Option<String>,
     pub status: u16,
@@ -92,6 +93,7 @@ impl Exchange {
             authz: None,
             request_principal: None,
             upstream: None,
+            upstream_mtls: false,
             failure: None,
             status: 0,
         }
@@ -215,8 +217,10 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
         (Some(p), None) => Some(format!("spiffe://{p}")),
         _ => None,
     };
+    let from_gateway = x.peer.as_deref() == Some(names.gateway.principal.as_str());
     let source_principal = match (caller, &unknown_peer) {
         (Some(w), _) => names.workloads.get(&w.name).map(|n| n.spiffe.as_str()),
+        (None, _) if from_gateway => Some(names.gateway.spiffe.as_str()),
         (None, Some(p)) => Some(p.as_str()),
         (None, None) => None,
     };
@@ -225,8 +229,12 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
             let destination = model.and_then(|m| config.workload_of(m));
             let source = Peer {
                 workload: GATEWAY_WORKLOAD,
-                namespace: GATEWAY_NAMESPACE,
-                principal: "unknown",
+                namespace: &names.gateway.namespace,
+                principal: if x.upstream_mtls {
+                    &names.gateway.spiffe
+                } else {
+                    "unknown"
+                },
             };
             (Reporter::Gateway, destination, source)
         }
@@ -240,6 +248,11 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
                     namespace: &w.namespace,
                     principal: source_principal.unwrap_or("unknown"),
                 },
+                None if from_gateway => Peer {
+                    workload: GATEWAY_WORKLOAD,
+                    namespace: &names.gateway.namespace,
+                    principal: source_principal.unwrap_or("unknown"),
+                },
                 None => Peer {
                     principal: source_principal.unwrap_or("unknown"),
                     ..Peer::UNKNOWN
@@ -248,10 +261,12 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
             (Reporter::Sidecar, destination, source)
         }
     };
-    // The sidecar knows its caller's certificate; whether the gateway's upstream
-    // connection used mTLS is not tracked yet, so it reports `unknown` (Istio's
-    // value for a source reporter that cannot tell).
-    let mtls = matches!(f.proxy.role, Role::Sidecar { .. }) && x.peer.is_some();
+    // The sidecar knows its caller's certificate; the gateway, whether it required
+    // the sidecar's SPIFFE ID on the upstream connection.
+    let mtls = match f.proxy.role {
+        Role::Sidecar { .. } => x.peer.is_some(),
+        Role::Gateway => x.upstream_mtls,
+    };
     let dest_names = destination.and_then(|w| names.workloads.get(&w.name));
     let dest = match (destination, dest_names) {
         (Some(w), Some(n)) => Peer {

@@ -7,13 +7,12 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -235,8 +234,6 @@ pub struct Metrics {
     pub(crate) spans_exported: Counter,
     pub(crate) spans_dropped: Family<DropLabels, Counter>,
     pub(crate) access_log_dropped: Counter,
-    /// Seconds since the epoch at which the workload certificate expires (0: none).
-    pub certificate_expiry: Gauge<i64, AtomicI64>,
     pub(crate) access_log_lines: Counter<u64, AtomicU64>,
     /// Values other components own (the audit trail, certificates), read at scrape.
     external: Mutex<Vec<External>>,
@@ -366,12 +363,6 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
-        let certificate_expiry = Gauge::<i64, AtomicI64>::default();
-        registry.register(
-            "infermesh_certificate_expiration_timestamp_seconds",
-            "When the workload certificate in use expires, in seconds since the Unix epoch (0: no certificate)",
-            certificate_expiry.clone(),
-        );
         Metrics {
             registry,
             requests,
@@ -389,7 +380,6 @@ impl Metrics {
             spans_exported,
             spans_dropped,
             access_log_dropped,
-            certificate_expiry,
             access_log_lines,
             external: Mutex::default(),
         }

@@ -49,6 +49,70 @@ pub enum Command {
     Validate(crate::validate::ValidateArgs),
     /// Check and read the audit trail: verify, rollouts, query.
     Audit(crate::audit::AuditArgs),
+    /// The built-in certificate authority of workload identities.
+    Ca(CaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub command: CaCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a root CA (or import an existing root or intermediate with --cert and
+    /// --key) in a directory; files are written 0600. A directory that already holds
+    /// a CA is left as it is.
+    Init(CaInitArgs),
+    /// Rotate the CA: a new root joins the trust bundle (the old one stays trusted)
+    /// and signs every certificate from now on. Running meshes pick it up.
+    Rotate(CaDirArgs),
+    /// End a rotation's overlap: the bundle keeps only the current root.
+    Prune(CaDirArgs),
+    /// Serve the CA: a CSR-signing endpoint over TLS for workloads that authenticate
+    /// with a bearer token (a Kubernetes service-account token) from the mesh's
+    /// `issuers`; the token's `system:serviceaccount:<ns>:<sa>` is the identity.
+    Serve(CaServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaServeArgs {
+    /// The mesh intent file (trust domain, issuers, identity settings).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The CA directory.
+    #[arg(long, default_value = ".infermesh/ca")]
+    pub dir: PathBuf,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:15012")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct CaInitArgs {
+    /// The CA directory.
+    #[arg(long, default_value = ".infermesh/ca")]
+    pub dir: PathBuf,
+    /// The SPIFFE trust domain the root is for.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// An existing CA certificate (PEM; an intermediate followed by its chain).
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The existing CA's private key (PKCS#8 PEM).
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaDirArgs {
+    /// The CA directory.
+    #[arg(long, default_value = ".infermesh/ca")]
+    pub dir: PathBuf,
+    /// The SPIFFE trust domain of the new root.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +192,7 @@ pub struct UpArgs {
     /// The mesh intent file.
     #[arg(long, default_value = "examples/quickstart/mesh.yaml")]
     pub config: PathBuf,
-    /// Where state is kept (the dev issuer's signing key).
+    /// Where state is kept (the dev issuer's signing key, the built-in CA in `ca/`).
     #[arg(long, default_value = ".infermesh")]
     pub state_dir: PathBuf,
 }

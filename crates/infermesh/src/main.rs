@@ -4,11 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod ca;
+mod ca_serve;
 mod cli;
 mod dev_issuer;
 mod error;
 mod export;
 mod ext_authz;
+mod identity;
 mod mesh;
 mod model_server;
 mod policy;
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Validate(args) => validate::run(args),
             cli::Command::ExtAuthz(args) => ext_authz::run(args).await,
             cli::Command::Audit(args) => audit::run(args),
+            cli::Command::Ca(args) => ca::run(args).await,
         }
     });
     match result {

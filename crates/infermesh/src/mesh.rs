@@ -12,6 +12,7 @@ use infermesh_proxy::{Gateway, ProxyAudit, Sidecar};
 use infermesh_telemetry::{Kind, Telemetry};
 
 use crate::cli::{GatewayArgs, SidecarArgs};
+use crate::identity::DEFAULT_CA_DIR;
 use crate::reload;
 
 /// A path given on the command line, or else the same path in this source tree (so
@@ -39,6 +40,20 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if let Some(log) = &audit {
         audit_metrics(&telemetry, log);
         gateway = gateway.with_audit(proxy_audit(&reloader, log));
+    }
+    let mesh = reloader.config().load_full();
+    match crate::identity::Provider::new(&mesh, Path::new(DEFAULT_CA_DIR), false, false)? {
+        Some(provider) => {
+            let identity = provider.start(provider.gateway_id()?)?;
+            tracing::info!(spiffe_id = %identity.id(), "gateway identity: mTLS to sidecars");
+            crate::identity::observe(std::slice::from_ref(&identity), &telemetry, audit.as_ref());
+            gateway = gateway
+                .with_ready_check(crate::identity::ready_check(&identity))
+                .with_identity(identity);
+        }
+        None => tracing::warn!(
+            "no `identity:` in the mesh file: gateway → sidecar traffic is plaintext"
+        ),
     }
     let _reload = reloader.spawn();
     for addr in gateway.local_addrs() {
@@ -68,6 +83,21 @@ pub async fn run_sidecar(args: SidecarArgs) -> anyhow::Result<()> {
     if let Some(log) = &audit {
         audit_metrics(&telemetry, log);
         sidecar = sidecar.with_audit(proxy_audit(&reloader, log));
+    }
+    let mesh = reloader.config().load_full();
+    match crate::identity::Provider::new(&mesh, Path::new(DEFAULT_CA_DIR), false, false)? {
+        Some(provider) => {
+            let workload = &mesh.workloads[&args.workload];
+            let identity = provider.start(provider.workload_id(workload)?)?;
+            tracing::info!(spiffe_id = %identity.id(), mode = ?workload.mtls, "sidecar identity");
+            crate::identity::observe(std::slice::from_ref(&identity), &telemetry, audit.as_ref());
+            sidecar = sidecar
+                .with_ready_check(crate::identity::ready_check(&identity))
+                .with_identity(&args.workload, identity)?;
+        }
+        None => {
+            tracing::warn!("no `identity:` in the mesh file: the sidecar accepts plaintext only")
+        }
     }
     let _reload = reloader.spawn();
     for addr in sidecar.local_addrs() {

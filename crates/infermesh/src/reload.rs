@@ -388,6 +388,15 @@ fn keep_fixed(role: &Role, old: &MeshConfig, mut new: MeshConfig) -> (MeshConfig
         restart.push("audit".to_string());
         new.audit = old.audit.clone();
     }
+    // Certificates name the trust domain and were issued under `identity`.
+    if old.identity != new.identity {
+        restart.push("identity".to_string());
+        new.identity = old.identity.clone();
+    }
+    if old.trust_domain != new.trust_domain {
+        restart.push("trust_domain".to_string());
+        new.trust_domain = old.trust_domain.clone();
+    }
     if matches!(role, Role::Gateway | Role::Up) && old.gateway != new.gateway {
         restart.push(format!(
             "gateway listeners {:?} → {:?}",
@@ -430,6 +439,28 @@ fn keep_fixed(role: &Role, old: &MeshConfig, mut new: MeshConfig) -> (MeshConfig
         if kept.admin != was.admin {
             restart.push(format!("workload {name} admin"));
             kept.admin = was.admin;
+        }
+        let identity = (
+            &was.namespace,
+            &was.service_account,
+            was.mtls,
+            &was.allowed_peers,
+        );
+        if identity
+            != (
+                &kept.namespace,
+                &kept.service_account,
+                kept.mtls,
+                &kept.allowed_peers,
+            )
+        {
+            restart.push(format!(
+                "workload {name} identity (namespace, service_account, mtls, allowed_peers)"
+            ));
+            kept.namespace = was.namespace.clone();
+            kept.service_account = was.service_account.clone();
+            kept.mtls = was.mtls;
+            kept.allowed_peers = was.allowed_peers.clone();
         }
         if matches!(role, Role::Up) && kept.embedded_model_server != was.embedded_model_server {
             restart.push(format!("workload {name} model_server"));

@@ -96,15 +96,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let servers = model_servers(&mesh).await?;
     let telemetry = crate::mesh::start_telemetry(&reloader)?;
-    let mut sidecars = Vec::new();
-    for name in mesh.workloads.keys() {
-        let sidecar = Sidecar::bind(config.clone(), name, telemetry.clone())?;
-        sidecars.push((name.clone(), sidecar));
-    }
-    let mut gateway =
-        Gateway::bind(config.clone(), telemetry.clone())?.with_reload(reloader.admin_sender());
     // One trail for the process: the gateway's and every sidecar's decisions.
     let audit = reloader.open_audit()?;
+    // The built-in CA runs in this process (created under the state directory if
+    // missing); every sidecar and the gateway get their own certificate from it.
+    let ca_dir = args.state_dir.join("ca");
+    let provider =
+        crate::identity::Provider::new(&mesh, &ca_dir, true, true)?.context("identity provider")?;
+    let mut identities = Vec::new();
+    let mut sidecars = Vec::new();
+    for (name, workload) in &mesh.workloads {
+        let identity = provider.start(provider.workload_id(workload)?)?;
+        identities.push(identity.clone());
+        let sidecar = Sidecar::bind(config.clone(), name, telemetry.clone())?
+            .with_identity(name, identity)?;
+        sidecars.push((name.clone(), sidecar));
+    }
+    let gateway_identity = provider.start(provider.gateway_id()?)?;
+    identities.push(gateway_identity.clone());
+    crate::identity::observe(&identities, &telemetry, audit.as_ref());
+    let mut gateway =
+        Gateway::bind(config.clone(), telemetry.clone())?.with_reload(reloader.admin_sender());
+    for identity in &identities {
+        gateway = gateway.with_ready_check(crate::identity::ready_check(identity));
+    }
+    let gateway = gateway.with_identity(gateway_identity);
+    let mut gateway = gateway;
     if let Some(log) = &audit {
         crate::mesh::audit_metrics(&telemetry, log);
         let proxy_audit = crate::mesh::proxy_audit(&reloader, log);
@@ -135,13 +152,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .iter()
             .map(|a| a.to_string())
             .collect();
-        println!("  sidecar       {name}: {}", addrs.join(", "));
+        let mode = mesh.workloads.get(name).map(|w| w.mtls).unwrap_or_default();
+        println!(
+            "  sidecar       {name}: {} (mTLS {mode:?})",
+            addrs.join(", ")
+        );
     }
     let gateway_addrs: Vec<SocketAddr> = gateway.local_addrs();
     let addrs: Vec<String> = gateway_addrs.iter().map(|a| a.to_string()).collect();
     println!(
         "  gateway       {} (TF Serving REST and gRPC)",
         addrs.join(", ")
+    );
+    println!(
+        "  identity      CA in {} (gateway → sidecar mTLS, SPIFFE IDs in {})",
+        match &mesh.identity {
+            Some(infermesh_config::IdentityConfig {
+                ca: infermesh_config::CaSource::Files { .. },
+                ..
+            }) => "external files".to_string(),
+            Some(infermesh_config::IdentityConfig {
+                ca: infermesh_config::CaSource::Builtin { dir: Some(dir) },
+                ..
+            }) => dir.display().to_string(),
+            _ => ca_dir.display().to_string(),
+        },
+        mesh.trust_domain
     );
     if let Some(admin) = gateway.admin_addr() {
         println!("  admin         http://{admin} (/healthz, /readyz, /metrics, POST /reload)");

@@ -298,6 +298,45 @@ async fn prometheus_scrapes_istio_metrics_that_istio_dashboards_can_read() {
     let unknown = [("model_name", "unknown"), ("response_code", "404")];
     assert_eq!(sample(&scrape, "istio_requests_total", &unknown), 1.0);
 
+    // `up` runs mTLS between gateway and sidecar: both ends say so, with the
+    // identities the certificates carry.
+    let gateway_spiffe = "spiffe://cluster.local/ns/infermesh/sa/gateway";
+    let sidecar_spiffe = "spiffe://cluster.local/ns/ml/sa/tfserving";
+    let mtls_labels = |reporter| {
+        [
+            ("reporter", reporter),
+            ("model_name", "half_plus_two"),
+            ("connection_security_policy", "mutual_tls"),
+            ("source_workload", "infermesh-gateway"),
+            ("source_workload_namespace", "infermesh"),
+            ("source_principal", gateway_spiffe),
+            ("destination_principal", sidecar_spiffe),
+        ]
+    };
+    for reporter in ["source", "destination"] {
+        let n = sample(&scrape, "istio_requests_total", &mtls_labels(reporter));
+        assert!(n >= 50.0, "{reporter}: {n} mTLS requests\n{scrape}");
+    }
+    // Certificate expiry per identity, in the future.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for identity in [gateway_spiffe, sidecar_spiffe] {
+        let expiry = sample(
+            &scrape,
+            "infermesh_certificate_expiration_timestamp_seconds",
+            &[("identity", identity)],
+        );
+        assert!(expiry > now, "{identity} expires at {expiry}\n{scrape}");
+    }
+    let (status, ready) = get(&format!("http://127.0.0.1:{admin}/readyz"));
+    assert_eq!(status, 200, "{ready}");
+    assert!(
+        ready.contains(&format!("certificate {sidecar_spiffe}: ok")),
+        "{ready}"
+    );
+
     promtool_check(&promtool, &scrape);
 
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ mod grpc_smuggle;
 mod grpc_wire;
 mod rest_wire;
 mod telemetry_wire;
+mod tls_wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         endpoints: vec![Address::Socket(sidecar)],
         embedded_model_server: None,
         admin: None,
+        mtls: Default::default(),
+        allowed_peers: Vec::new(),
     };
     let mut slow = model("slow", "w");
     slow.route.timeout = Duration::from_millis(300);
@@ -93,6 +96,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         gateway: GatewayConfig {
             listen: vec![],
             admin: None,
+            tls: None,
         },
         limits: Limits {
             max_request_body_bytes: 16 << 20,
@@ -117,6 +121,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         },
         telemetry: Default::default(),
         audit: None,
+        identity: None,
     }
 }
 

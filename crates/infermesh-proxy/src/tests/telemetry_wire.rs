@@ -486,6 +486,7 @@ async fn readyz_turns_503_once_draining_begins() {
         config: mesh.config.clone(),
         role: crate::pipeline::Role::Gateway,
         reload: None,
+        checks: Vec::new(),
     };
     assert_eq!(crate::admin::ready(&admin).await.status(), 200);
     admin.readiness.set_draining();

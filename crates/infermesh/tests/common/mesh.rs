@@ -261,8 +261,10 @@ pub struct MeshSpec {
     pub extra_workloads: Vec<String>,
     /// More models, each a YAML flow mapping.
     pub extra_models: Vec<String>,
-    /// More top-level YAML (e.g. an `audit:` block), appended as is.
-    pub top: Vec<String>,
+    /// More fields of `tfserving-a`, each a `key: value` line (e.g. `mtls: STRICT`).
+    pub workload_fields: Vec<String>,
+    /// More top-level YAML (e.g. an `identity:` or `policies:` section).
+    pub top_level: Vec<String>,
 }
 
 impl MeshSpec {
@@ -272,13 +274,20 @@ impl MeshSpec {
             limits: None,
             extra_workloads: Vec::new(),
             extra_models: Vec::new(),
-            top: Vec::new(),
+            workload_fields: Vec::new(),
+            top_level: Vec::new(),
         }
     }
 
-    /// Appends top-level YAML to the file.
+    /// Adds a `key: value` field to `tfserving-a`.
+    pub fn workload_field(mut self, field: &str) -> MeshSpec {
+        self.workload_fields.push(field.to_string());
+        self
+    }
+
+    /// Adds top-level YAML.
     pub fn top(mut self, yaml: &str) -> MeshSpec {
-        self.top.push(yaml.to_string());
+        self.top_level.push(yaml.to_string());
         self
     }
 
@@ -307,6 +316,9 @@ impl MeshSpec {
              listen: 127.0.0.1:{}\n    upstream: {{rest: 127.0.0.1:{}, grpc: 127.0.0.1:{}}}\n",
             ports.sidecar, ports.rest, ports.grpc
         ));
+        for field in &self.workload_fields {
+            out.push_str(&format!("    {field}\n"));
+        }
         if embedded {
             out.push_str(&format!(
                 "    model_server:\n      model_config_file: {}\n",
@@ -334,8 +346,8 @@ impl MeshSpec {
         }
         // No policies here: without this, the mesh denies every request (default deny).
         out.push_str("\nauthorization: {default_deny: false}\n");
-        for t in &self.top {
-            out.push_str(&format!("\n{t}\n"));
+        for yaml in &self.top_level {
+            out.push_str(&format!("\n{yaml}\n"));
         }
         out
     }
