@@ -253,7 +253,7 @@ struct JsonLine(String);
 
 impl JsonLine {
     fn new() -> JsonLine {
-        let mut s = String::with_capacity(512);
+        let mut s = String::with_capacity(1024);
         s.push('{');
         JsonLine(s)
     }
