@@ -33,7 +33,13 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 PY
 PIDS=($!)
 # The access logs grow by ~10 MB/s under load: deleted at the end (line counts kept).
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -f "$OUT"/access-*.log' EXIT
+# (The meshes are started in subshells: their PIDs are read back from $OUT/*.pid.)
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  for f in "$OUT"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  rm -f "$OUT"/access-*.log
+}
+trap cleanup EXIT
 
 start() { # name telemetry-yaml -> prints "<gateway port> <admin port>"
   local name=$1 telemetry=$2 gw sc rest grpc adm
@@ -54,8 +60,8 @@ gateway: {listen: [127.0.0.1:$gw], admin: 127.0.0.1:$adm}
 authorization: {default_deny: false}
 $telemetry
 YAML
-  INFERMESH_LOG=warn target/release/infermesh up --config "$OUT/$name.yaml" >"$OUT/$name.log" 2>&1 &
-  PIDS+=($!)
+  INFERMESH_LOG=warn target/release/infermesh up --config "$OUT/$name.yaml" \
+    --state-dir "$OUT/state-$name" >"$OUT/$name.log" 2>&1 &
   echo $! >"$OUT/$name.pid"
   for _ in $(seq 100); do
     curl -sf -o /dev/null -d '{"instances":[1.0]}' "http://127.0.0.1:$gw/v1/models/half_plus_two:predict" && break
