@@ -1,5 +1,6 @@
 //! The access log: one JSON line per request with the configured fields. Requests
-//! append their line to a shared in-memory buffer (no wake-up per line); a thread of
+//! compose their line straight into a shared in-memory buffer (no allocation and no
+//! wake-up per line); a thread of
 //! its own writes the buffer out every 100 ms, or sooner once it holds 256 KiB. When
 //! the sink falls behind and the buffer reaches 8 MiB, lines are dropped and counted
 //! rather than slowing requests.
@@ -37,7 +38,8 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Buffer {
-    bytes: Vec<u8>,
+    /// Whole lines (UTF-8 JSON), composed in place.
+    bytes: String,
     lines: u64,
     /// The sending side is gone: write what is left and stop.
     closed: bool,
@@ -81,16 +83,18 @@ impl AccessLog {
         })
     }
 
-    /// Queues one line, made by `line` from the configured fields.
-    pub fn write(&self, line: impl FnOnce(&[usize]) -> String) {
-        let line = line(&self.fields);
+    /// Queues one line, composed by `line` (from the configured fields) straight
+    /// into the shared buffer: no allocation per line.
+    pub fn write(&self, line: impl FnOnce(&[usize], &mut String)) {
         let mut b = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if b.bytes.len() + line.len() > MAX_BUFFERED {
+        let start = b.bytes.len();
+        line(&self.fields, &mut b.bytes);
+        if b.bytes.len() > MAX_BUFFERED {
+            b.bytes.truncate(start);
             drop(b);
             self.metrics.access_log_dropped.inc();
             return;
         }
-        b.bytes.extend_from_slice(line.as_bytes());
         b.lines += 1;
         if b.bytes.len() >= WAKE_AT {
             self.shared.wake.notify_one();
@@ -99,7 +103,7 @@ impl AccessLog {
 }
 
 fn write_out(shared: &Shared, mut out: Box<dyn Write + Send>, metrics: &Metrics) {
-    let mut spare = Vec::new();
+    let mut spare = String::new();
     let mut failed = false;
     loop {
         let (bytes, lines, closed) = {
@@ -119,7 +123,7 @@ fn write_out(shared: &Shared, mut out: Box<dyn Write + Send>, metrics: &Metrics)
             )
         };
         if !bytes.is_empty() {
-            match out.write_all(&bytes).and_then(|()| out.flush()) {
+            match out.write_all(bytes.as_bytes()).and_then(|()| out.flush()) {
                 Ok(()) => {
                     metrics.access_log_lines.inc_by(lines);
                     failed = false;

@@ -97,7 +97,7 @@ impl Telemetry {
             spans.submit(r.span());
         }
         if let Some(log) = &self.access_log {
-            log.write(|fields| r.log_line(fields));
+            log.write(|fields, out| r.log_into(fields, out));
         }
     }
 }

@@ -200,17 +200,25 @@ impl Record<'_> {
 
     /// One access-log line (a JSON object with the fields named in `fields`, in
     /// that order, and a newline), written straight into one string.
+    #[cfg(test)]
     pub(crate) fn log_line(&self, fields: &[usize]) -> String {
-        let mut j = JsonLine::new();
+        let mut out = String::new();
+        self.log_into(fields, &mut out);
+        out
+    }
+
+    /// [`Record::log_line`], appended to `out` (no allocation of its own).
+    pub(crate) fn log_into(&self, fields: &[usize], out: &mut String) {
+        let mut j = JsonLine::new(out);
         for &index in fields {
             let Some(&field) = ACCESS_LOG_FIELDS.get(index) else {
                 continue;
             };
             // Matched by position in ACCESS_LOG_FIELDS (no string comparisons).
             match index {
-                0 => j.str(field, &rfc3339(self.started)),
+                0 => j.raw(field, |out| rfc3339_into(out, self.started)),
                 1 => j.str(field, self.request_id),
-                2 => j.str(field, &self.trace.trace_id_hex()),
+                2 => j.raw(field, |out| hex_push(out, &self.trace.trace_id)),
                 3 => j.str(field, self.reporter.role()),
                 4 => j.str(
                     field,
@@ -223,7 +231,13 @@ impl Record<'_> {
                 6 => j.str(field, self.path),
                 7 => j.opt_str(field, self.mtls.then_some(self.source.principal)),
                 8 => j.opt_str(field, self.request_principal),
-                9 => j.opt_str(field, self.source_address.map(|a| a.to_string()).as_deref()),
+                9 => match self.source_address {
+                    Some(a) => j.raw(field, |out| {
+                        use std::fmt::Write as _;
+                        let _ = write!(out, "{a}");
+                    }),
+                    None => j.opt_str(field, None),
+                },
                 10 => j.opt_str(field, self.model),
                 11 => j.opt_num(field, self.version),
                 12 => j.opt_str(field, self.signature),
@@ -244,32 +258,34 @@ impl Record<'_> {
                 _ => {}
             }
         }
-        j.finish()
+        j.finish();
     }
 }
 
 /// A JSON object written field by field into one string.
-struct JsonLine(String);
+struct JsonLine<'o> {
+    out: &'o mut String,
+    first: bool,
+}
 
-impl JsonLine {
-    fn new() -> JsonLine {
-        let mut s = String::with_capacity(1024);
-        s.push('{');
-        JsonLine(s)
+impl JsonLine<'_> {
+    fn new(out: &mut String) -> JsonLine<'_> {
+        out.push('{');
+        JsonLine { out, first: true }
     }
 
     fn key(&mut self, key: &str) {
-        if self.0.len() > 1 {
-            self.0.push(',');
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
         }
-        self.0.push('"');
-        self.0.push_str(key);
-        self.0.push_str("\":");
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
     }
 
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        escape_into(&mut self.0, value);
+        escape_into(self.out, value);
     }
 
     fn opt_str(&mut self, key: &str, value: Option<&str>) {
@@ -277,7 +293,7 @@ impl JsonLine {
             Some(v) => self.str(key, v),
             None => {
                 self.key(key);
-                self.0.push_str("null");
+                self.out.push_str("null");
             }
         }
     }
@@ -287,15 +303,22 @@ impl JsonLine {
         self.key(key);
         match value {
             Some(v) => {
-                let _ = write!(self.0, "{v}");
+                let _ = write!(self.out, "{v}");
             }
-            None => self.0.push_str("null"),
+            None => self.out.push_str("null"),
         }
     }
 
-    fn finish(mut self) -> String {
-        self.0.push_str("}\n");
-        self.0
+    fn finish(self) {
+        self.out.push_str("}\n");
+    }
+
+    /// A field whose value is written by `value` (digits and ASCII only: no escaping).
+    fn raw(&mut self, key: &str, value: impl FnOnce(&mut String)) {
+        self.key(key);
+        self.out.push('"');
+        value(self.out);
+        self.out.push('"');
     }
 }
 
@@ -334,18 +357,37 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// `2026-11-29T01:02:03.456789Z`.
+#[cfg(test)]
 fn rfc3339(t: SystemTime) -> String {
+    let mut out = String::new();
+    rfc3339_into(&mut out, t);
+    out
+}
+
+/// `2026-11-29T01:02:03.456789Z`, appended to `out`.
+fn rfc3339_into(out: &mut String, t: SystemTime) {
+    use std::fmt::Write as _;
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, day) = civil_from_days(days);
-    format!(
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         d.subsec_micros()
-    )
+    );
+}
+
+/// Lowercase hex of `bytes`, appended to `out`.
+fn hex_push(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
