@@ -143,9 +143,9 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    fn finish(&mut self, disconnected: bool) {
+    fn finish(&mut self, end: End) {
         if let Some(f) = self.finish.take() {
-            record(&f, self.bytes, self.grpc_status, disconnected);
+            record(&f, self.bytes, self.grpc_status, end);
         }
     }
 }
@@ -167,8 +167,9 @@ impl Body for Recorded {
                     self.grpc_status = grpc_status(trailers).or(self.grpc_status);
                 }
             }
-            Some(Err(_)) => self.finish(true),
-            None => self.finish(false),
+            // The upstream's body failed mid-stream.
+            Some(Err(_)) => self.finish(End::UpstreamFailed),
+            None => self.finish(End::Complete),
         }
         Poll::Ready(polled)
     }
@@ -185,7 +186,11 @@ impl Body for Recorded {
 impl Drop for Recorded {
     fn drop(&mut self) {
         let ended = self.inner.is_end_stream();
-        self.finish(!ended);
+        self.finish(if ended {
+            End::Complete
+        } else {
+            End::ClientGone
+        });
     }
 }
 
@@ -193,7 +198,17 @@ fn grpc_status(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
-fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnected: bool) {
+/// How a response body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Complete,
+    /// Dropped before its end: the client went away (`DC`).
+    ClientGone,
+    /// The upstream's body failed mid-stream (`UC`).
+    UpstreamFailed,
+}
+
+fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, end: End) {
     let x = &f.exchange;
     let config = &f.config;
     let model = x.model.as_ref().and_then(|m| config.models.get(&m.model));
@@ -277,12 +292,13 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, disconnecte
         _ => Peer::UNKNOWN,
     };
     let dest_service = dest_names.map_or("unknown", |n| n.service.as_str());
-    let flags = match (disconnected, x.failure.as_deref()) {
-        (true, _) => "DC",
-        (false, Some("route")) => "NR",
-        (false, Some("upstream-connect")) => "UF",
-        (false, Some("upstream")) => "UC",
-        (false, Some("timeout")) => "UT",
+    let flags = match (end, x.failure.as_deref()) {
+        (End::ClientGone, _) => "DC",
+        (End::UpstreamFailed, _) => "UC",
+        (End::Complete, Some("route")) => "NR",
+        (End::Complete, Some("upstream-connect")) => "UF",
+        (End::Complete, Some("upstream")) => "UC",
+        (End::Complete, Some("timeout")) => "UT",
         _ => "-",
     };
     let decision = x.authz.as_ref().map(|d| infermesh_telemetry::Decision {
