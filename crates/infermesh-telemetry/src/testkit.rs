@@ -1,6 +1,7 @@
 //! For tests (feature `testkit`): an OTLP trace receiver on loopback — the collector
 //! side of OTLP/gRPC (`TraceService/Export`) and OTLP/HTTP (`POST /v1/traces`,
-//! protobuf) — that keeps every span it is sent.
+//! protobuf) — that keeps every span it is sent; and [`sample`], which reads a
+//! metric's value out of a Prometheus text scrape.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -124,4 +125,19 @@ impl TraceService for Collector {
         keep_spans(&self.0, request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
+}
+
+/// The sum of the samples of `name` in a Prometheus text scrape whose labels include
+/// every pair of `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

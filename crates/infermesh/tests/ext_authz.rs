@@ -85,25 +85,9 @@ fn get(mut request: CheckRequest) -> CheckRequest {
     request
 }
 
-fn grpc_predict(version: i64) -> Vec<u8> {
-    let message = PredictRequest {
-        model_spec: Some(ModelSpec {
-            name: "half_plus_two".into(),
-            version_choice: Some(model_spec::VersionChoice::Version(version)),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
-    framed
-}
-
-/// A 100 KB Predict for `version`, whole or cut to its first `cut` bytes (as Envoy
-/// forwards it with `allowPartialMessage`).
-fn big_grpc_predict(version: i64, cut: Option<usize>) -> Vec<u8> {
+/// A framed gRPC Predict for `version` with `floats` input values, whole or cut to
+/// its first `cut` bytes (as Envoy forwards it with `allowPartialMessage`).
+fn grpc_predict(version: i64, floats: usize, cut: Option<usize>) -> Vec<u8> {
     use infermesh_tfserving::proto::tensorflow::TensorProto;
     let message = PredictRequest {
         model_spec: Some(ModelSpec {
@@ -115,7 +99,7 @@ fn big_grpc_predict(version: i64, cut: Option<usize>) -> Vec<u8> {
             "x".to_owned(),
             TensorProto {
                 dtype: 1,
-                float_val: vec![1.0; 25_000],
+                float_val: vec![1.0; floats],
                 ..Default::default()
             },
         )]),
@@ -269,7 +253,7 @@ async fn envoy_checks_get_the_mesh_policies_decisions() {
                 pipeline,
                 "/tensorflow.serving.PredictionService/Predict",
                 &grpc,
-                grpc_predict(1),
+                grpc_predict(1, 1, None),
             ),
             (0, None, None),
         ),
@@ -279,7 +263,7 @@ async fn envoy_checks_get_the_mesh_policies_decisions() {
                 pipeline,
                 "/tensorflow.serving.PredictionService/Predict",
                 &grpc,
-                grpc_predict(2),
+                grpc_predict(2, 1, None),
             ),
             (7, Some(403), Some("authz")),
         ),
@@ -289,7 +273,7 @@ async fn envoy_checks_get_the_mesh_policies_decisions() {
                 pipeline,
                 "/tensorflow.serving.PredictionService/Predict",
                 &grpc,
-                big_grpc_predict(1, None),
+                grpc_predict(1, 25_000, None),
             ),
             (0, None, None),
         ),
@@ -299,7 +283,7 @@ async fn envoy_checks_get_the_mesh_policies_decisions() {
                 pipeline,
                 "/tensorflow.serving.PredictionService/Predict",
                 &grpc,
-                big_grpc_predict(2, None),
+                grpc_predict(2, 25_000, None),
             ),
             (7, Some(403), Some("authz")),
         ),
@@ -312,7 +296,7 @@ async fn envoy_checks_get_the_mesh_policies_decisions() {
                     ("content-type", "application/grpc"),
                     ("x-envoy-auth-partial-body", "true"),
                 ],
-                big_grpc_predict(1, Some(8192)),
+                grpc_predict(1, 25_000, Some(8192)),
             ),
             (3, Some(400), Some("request")),
         ),

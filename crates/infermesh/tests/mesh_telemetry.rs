@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::grpc::{clients, header, predict_request, spec};
 use common::mesh::{Mesh, MeshSpec, Proc, VERSION_HEADER, free_port};
+use infermesh_telemetry::testkit::sample;
 
 /// The one complaint `promtool check metrics` may make: Istio's name, kept so that
 /// existing dashboards keep working.
@@ -51,19 +52,6 @@ fn get(url: &str) -> (u16, String) {
         ),
         Err(e) => (0, e.to_string()),
     }
-}
-
-/// The sum of the samples of `name` whose labels include every pair of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
 }
 
 /// REST predicts through the gateway (unversioned: split 50/50); returns the count

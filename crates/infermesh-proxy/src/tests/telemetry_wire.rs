@@ -7,7 +7,7 @@ use std::time::Duration;
 use infermesh_config::telemetry::{
     AccessLog, LogSink, OtlpProtocol, Telemetry as TelemetryConfig, Tracing,
 };
-use infermesh_telemetry::testkit::Receiver;
+use infermesh_telemetry::testkit::{Receiver, sample};
 
 use super::grpc_wire::{call, predict};
 use super::*;
@@ -25,19 +25,6 @@ async fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     (head.status().as_u16(), content_type, body)
-}
-
-/// The sum of the samples of `name` whose labels include every pair of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
 }
 
 /// Polls `/metrics` until `check` holds (records are made as response bodies end,
