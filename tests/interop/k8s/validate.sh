@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Validates `infermesh export k8s` output against the Kubernetes OpenAPI schemas with
 # the PyPI package kubernetes-validate (offline, strict: unknown fields are errors),
-# and checks that the committed deploy/k8s/infermesh.yaml is what the export writes.
+# checks that the committed deploy/k8s/infermesh.yaml is what the export writes, and
+# that `kubectl kustomize deploy/k8s` renders the kustomize base into manifests that
+# validate too (kubectl: any version with kustomize built in, e.g. Debian's
+# kubernetes-client, which .ci/run installs).
 #
 #   tests/interop/k8s/validate.sh
 #
@@ -49,5 +52,23 @@ if ! diff -u "$root/deploy/k8s/infermesh.yaml" "$out/deploy.yaml"; then
   log "deploy/k8s/infermesh.yaml is stale: regenerate it (see deploy/k8s/kustomization.yaml)"
   rc=1
 fi
-if [ "$rc" -eq 0 ]; then echo "2 passed, 0 failed"; fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  log "FAILED: kubectl not found (install Debian's kubernetes-client)"; rc=1
+elif ! (cd "$root" && kubectl kustomize deploy/k8s >"$out/kustomized.yaml"); then
+  log "FAILED: kubectl kustomize deploy/k8s"; rc=1
+else
+  # The base must render every exported object, with the image the kustomization sets.
+  want="$(grep -c '^kind: ' "$out/deploy.yaml")"
+  got="$(grep -c '^kind: ' "$out/kustomized.yaml")"
+  if [ "$want" != "$got" ]; then
+    log "FAILED: kustomize rendered $got objects, the export has $want"; rc=1
+  elif ! grep -q 'image: infermesh:0.1.0' "$out/kustomized.yaml"; then
+    log "FAILED: kustomize output lacks the kustomization's image infermesh:0.1.0"; rc=1
+  elif "$venv/bin/kubernetes-validate" --strict -k "$k8s_version" "$out/kustomized.yaml"; then
+    log "ok: kubectl kustomize deploy/k8s ($got objects)"
+  else
+    log "FAILED: kubectl kustomize deploy/k8s output"; rc=1
+  fi
+fi
+if [ "$rc" -eq 0 ]; then echo "3 passed, 0 failed"; fi
 exit "$rc"
