@@ -11,7 +11,7 @@ use crate::error::{one_of, suggest};
 use crate::read::{Cx, Fields, bytes, duration, string, uint};
 use crate::yaml::Node;
 
-const KEYS: &[&str] = &[
+pub(crate) const KEYS: &[&str] = &[
     "dir",
     "durability",
     "flush_interval",
@@ -21,9 +21,12 @@ const KEYS: &[&str] = &[
     "signing_key",
     "sink",
 ];
-const DURABILITY: &[&str] = &["strict", "relaxed"];
-const ALLOWS: &[&str] = &["all", "audited", "none"];
-const PROTOCOLS: &[&str] = &["http", "otlp"];
+pub(crate) const DURABILITY: &[&str] = &["strict", "relaxed"];
+pub(crate) const ALLOWS: &[&str] = &["all", "audited", "none"];
+pub(crate) const PROTOCOLS: &[&str] = &["http", "otlp"];
+pub(crate) const CHECKPOINT_KEYS: &[&str] = &["every", "interval"];
+pub(crate) const ROTATE_KEYS: &[&str] = &["max_bytes", "max_age"];
+pub(crate) const SINK_KEYS: &[&str] = &["url", "protocol", "queue"];
 
 pub const DEFAULT_AUDIT_DIR: &str = ".infermesh/audit";
 
@@ -113,7 +116,7 @@ pub(crate) fn audit(cx: &mut Cx, node: &Node, path: &str) -> Option<AuditConfig>
 }
 
 fn checkpoint(cx: &mut Cx, node: &Node, path: &str) -> Option<(u64, Duration)> {
-    let f = Fields::read(cx, node, path, &["every", "interval"])?;
+    let f = Fields::read(cx, node, path, CHECKPOINT_KEYS)?;
     let every = f.opt(cx, "every", uint(1, 1_000_000)).unwrap_or(1000);
     let interval = f
         .opt(cx, "interval", duration)
@@ -122,7 +125,7 @@ fn checkpoint(cx: &mut Cx, node: &Node, path: &str) -> Option<(u64, Duration)> {
 }
 
 fn rotate(cx: &mut Cx, node: &Node, path: &str) -> Option<(u64, Duration)> {
-    let f = Fields::read(cx, node, path, &["max_bytes", "max_age"])?;
+    let f = Fields::read(cx, node, path, ROTATE_KEYS)?;
     let max_bytes = f.opt(cx, "max_bytes", bytes).unwrap_or(64 << 20);
     if max_bytes < 4096 {
         let at = f.get("max_bytes").map_or(f.at, |n| n.at);
@@ -135,7 +138,7 @@ fn rotate(cx: &mut Cx, node: &Node, path: &str) -> Option<(u64, Duration)> {
 }
 
 fn sink(cx: &mut Cx, node: &Node, path: &str) -> Option<AuditSink> {
-    let f = Fields::read(cx, node, path, &["url", "protocol", "queue"])?;
+    let f = Fields::read(cx, node, path, SINK_KEYS)?;
     let url = f.req(cx, "url", non_empty);
     if let (Some(url), Some(n)) = (&url, f.get("url"))
         && !url.starts_with("http://")

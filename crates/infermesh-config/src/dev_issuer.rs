@@ -8,8 +8,9 @@ use crate::read::{Cx, Fields, duration, index, list, string};
 use crate::security::{DevClientConfig, DevIssuerConfig};
 use crate::yaml::Node;
 
-const KEYS: &[&str] = &["listen", "clients"];
-const CLIENT_KEYS: &[&str] = &["client_id", "client_secret", "groups", "audiences", "ttl"];
+pub(crate) const KEYS: &[&str] = &["listen", "clients"];
+pub(crate) const CLIENT_KEYS: &[&str] =
+    &["client_id", "client_secret", "groups", "audiences", "ttl"];
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 

@@ -10,7 +10,9 @@ use crate::read::{Cx, Fields, duration, header_name, index, list, string};
 use crate::security::{Issuer, JwksSource};
 use crate::yaml::{Node, Pos, Value};
 
-const ISSUER_KEYS: &[&str] = &[
+pub(crate) const FROM_HEADER_KEYS: &[&str] = &["name", "prefix"];
+pub(crate) const FORWARD_CLAIM_KEYS: &[&str] = &["claim", "header"];
+pub(crate) const ISSUER_KEYS: &[&str] = &[
     "issuer",
     "discovery",
     "jwks_uri",
@@ -178,7 +180,7 @@ pub(crate) fn inline_jwks(cx: &mut Cx, node: &Node, path: &str) -> Option<String
 }
 
 /// A YAML tree as JSON (for inline documents).
-fn to_json(node: &Node) -> serde_json::Value {
+pub(crate) fn to_json(node: &Node) -> serde_json::Value {
     use serde_json::Value as J;
     match &node.value {
         Value::Null => J::Null,
@@ -229,7 +231,7 @@ fn from_headers(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<(HeaderName,
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let ipath = index(path, i);
-        let Some(f) = Fields::read(cx, item, &ipath, &["name", "prefix"]) else {
+        let Some(f) = Fields::read(cx, item, &ipath, FROM_HEADER_KEYS) else {
             continue;
         };
         let name = f.req(cx, "name", header_name);
@@ -246,7 +248,7 @@ fn forward_claims(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<(String, H
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let ipath = index(path, i);
-        let Some(f) = Fields::read(cx, item, &ipath, &["claim", "header"]) else {
+        let Some(f) = Fields::read(cx, item, &ipath, FORWARD_CLAIM_KEYS) else {
             continue;
         };
         let claim = f.req(cx, "claim", non_empty);

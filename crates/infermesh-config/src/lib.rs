@@ -14,6 +14,8 @@
 //! ```
 //!
 //! The schema and its defaults are documented in `docs/config.md`.
+//! [`json_schema`] builds the file's JSON Schema from the same field lists the readers
+//! check with, for editors (`infermesh schema`, `docs/mesh.schema.json`).
 #![forbid(unsafe_code)]
 
 mod addr;
@@ -29,6 +31,7 @@ mod models;
 pub mod mtls;
 mod policies;
 mod read;
+mod schema;
 pub mod security;
 pub mod telemetry;
 mod yaml;
@@ -43,6 +46,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use istio::import_istio;
 pub use model::*;
 pub use mtls::{CaSource, GatewayTls, IdentityConfig, MtlsMode, TlsVersion};
+pub use schema::{json_schema, json_schema_text};
 pub use security::*;
 
 /// Parses and validates a mesh file's text. `source` names the file in errors and is

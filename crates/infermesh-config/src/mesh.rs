@@ -16,9 +16,9 @@ use crate::read::{
 use crate::yaml::{Node, Pos, Value};
 
 pub(crate) const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
-const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "trust_domain",
     "workloads",
     "models",
@@ -35,7 +35,7 @@ const TOP_KEYS: &[&str] = &[
     "audit",
     "identity",
 ];
-const WORKLOAD_KEYS: &[&str] = &[
+pub(crate) const WORKLOAD_KEYS: &[&str] = &[
     "name",
     "namespace",
     "service_account",
@@ -47,7 +47,15 @@ const WORKLOAD_KEYS: &[&str] = &[
     "mtls",
     "allowed_peers",
 ];
-const LIMIT_KEYS: &[&str] = &[
+pub(crate) const GATEWAY_KEYS: &[&str] = &["listen", "admin", "tls"];
+pub(crate) const UPSTREAM_KEYS: &[&str] = &["rest", "grpc"];
+pub(crate) const MODEL_SERVER_KEYS: &[&str] = &["model_config_file"];
+pub(crate) const OUTLIER_KEYS: &[&str] = &[
+    "consecutive_failures",
+    "base_ejection",
+    "max_ejection_percent",
+];
+pub(crate) const LIMIT_KEYS: &[&str] = &[
     "max_request_body_bytes",
     "max_header_bytes",
     "max_concurrent_streams",
@@ -242,7 +250,7 @@ fn gateway(
     sockets: &mut Sockets,
     base_dir: &Path,
 ) -> Option<Gateway> {
-    let f = Fields::read(cx, node, path, &["listen", "admin", "tls"])?;
+    let f = Fields::read(cx, node, path, GATEWAY_KEYS)?;
     let mut listen = Vec::new();
     if let Some(items) = f.opt(cx, "listen", list) {
         let lpath = f.path_of("listen");
@@ -416,7 +424,7 @@ fn upstream_sockets(
 }
 
 fn upstream(cx: &mut Cx, node: &Node, path: &str) -> Option<Upstream> {
-    let f = Fields::read(cx, node, path, &["rest", "grpc"])?;
+    let f = Fields::read(cx, node, path, UPSTREAM_KEYS)?;
     let rest = f.req(cx, "rest", address);
     let grpc = f.req(cx, "grpc", address);
     Some(Upstream {
@@ -456,7 +464,7 @@ fn model_server(
     path: &str,
     base_dir: &Path,
 ) -> Option<std::path::PathBuf> {
-    let f = Fields::read(cx, node, path, &["model_config_file"])?;
+    let f = Fields::read(cx, node, path, MODEL_SERVER_KEYS)?;
     let file = f.req(cx, "model_config_file", string)?;
     if file.trim().is_empty() {
         let at = f.get("model_config_file").map_or(f.at, |n| n.at);
@@ -495,12 +503,7 @@ fn limits(cx: &mut Cx, node: &Node, path: &str) -> Option<Limits> {
 }
 
 fn outlier(cx: &mut Cx, node: &Node, path: &str) -> Option<OutlierDetection> {
-    let keys = [
-        "consecutive_failures",
-        "base_ejection",
-        "max_ejection_percent",
-    ];
-    let f = Fields::read(cx, node, path, &keys)?;
+    let f = Fields::read(cx, node, path, OUTLIER_KEYS)?;
     let d = OutlierDetection::default();
     Some(OutlierDetection {
         consecutive_failures: f

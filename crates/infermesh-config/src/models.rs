@@ -17,8 +17,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// More retries than this multiply load on a failing server rather than mask a blip.
 const MAX_ATTEMPTS: u32 = 10;
 
-const MODEL_KEYS: &[&str] = &["name", "served_by", "versions", "route"];
-const ROUTE_KEYS: &[&str] = &[
+pub(crate) const MODEL_KEYS: &[&str] = &["name", "served_by", "versions", "route"];
+pub(crate) const ROUTE_KEYS: &[&str] = &[
     "split",
     "pin_header",
     "sticky",
@@ -26,7 +26,7 @@ const ROUTE_KEYS: &[&str] = &[
     "timeout",
     "retries",
 ];
-const RETRY_KEYS: &[&str] = &[
+pub(crate) const RETRY_KEYS: &[&str] = &[
     "attempts",
     "on",
     "idempotent",

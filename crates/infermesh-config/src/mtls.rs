@@ -92,7 +92,15 @@ pub struct GatewayTls {
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 const MIN_TTL: Duration = Duration::from_secs(2);
 const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
-const IDENTITY_KEYS: &[&str] = &[
+pub(crate) const FILES_KEYS: &[&str] = &["cert", "key", "bundle"];
+pub(crate) const SERVICE_KEYS: &[&str] = &["address", "token_file", "bundle"];
+pub(crate) const GATEWAY_IDENTITY_KEYS: &[&str] = &["namespace", "service_account"];
+pub(crate) const GATEWAY_TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "require_client_cert"];
+/// Where certificates come from (`identity.ca`).
+pub(crate) const CA_KINDS: &[&str] = &["builtin", "files", "service"];
+/// `workloads[].mtls`.
+pub(crate) const MTLS_MODES: &[&str] = &["STRICT", "PERMISSIVE", "DISABLE"];
+pub(crate) const IDENTITY_KEYS: &[&str] = &[
     "ca", "dir", "files", "service", "cert_ttl", "renew_at", "min_tls", "gateway",
 ];
 
@@ -115,7 +123,7 @@ pub(crate) fn identity(
     ] {
         if let Some(n) = f.get(key)
             && kind != wanted
-            && ["builtin", "files", "service"].contains(&kind.as_str())
+            && CA_KINDS.contains(&kind.as_str())
         {
             cx.error(n.at, &f.path_of(key), format!("only with `ca: {wanted}`"));
         }
@@ -172,7 +180,7 @@ fn path_of(cx: &mut Cx, node: &Node, path: &str, base: &Path) -> Option<PathBuf>
 }
 
 fn files(cx: &mut Cx, node: &Node, path: &str, base: &Path) -> Option<CaSource> {
-    let f = Fields::read(cx, node, path, &["cert", "key", "bundle"])?;
+    let f = Fields::read(cx, node, path, FILES_KEYS)?;
     let read = |cx: &mut Cx, n: &Node, p: &str| path_of(cx, n, p, base);
     let cert = f.req(cx, "cert", read);
     let key = f.req(cx, "key", read);
@@ -185,7 +193,7 @@ fn files(cx: &mut Cx, node: &Node, path: &str, base: &Path) -> Option<CaSource> 
 }
 
 fn service(cx: &mut Cx, node: &Node, path: &str, base: &Path) -> Option<CaSource> {
-    let f = Fields::read(cx, node, path, &["address", "token_file", "bundle"])?;
+    let f = Fields::read(cx, node, path, SERVICE_KEYS)?;
     let read = |cx: &mut Cx, n: &Node, p: &str| path_of(cx, n, p, base);
     let address = f.req(cx, "address", |cx, n, p| {
         let a = crate::addr::address(cx, n, p)?;
@@ -241,7 +249,7 @@ fn tls_version(cx: &mut Cx, node: &Node, path: &str) -> Option<TlsVersion> {
 }
 
 fn gateway_identity(cx: &mut Cx, node: &Node, path: &str) -> Option<(String, String)> {
-    let f = Fields::read(cx, node, path, &["namespace", "service_account"])?;
+    let f = Fields::read(cx, node, path, GATEWAY_IDENTITY_KEYS)?;
     let ns = f.opt(cx, "namespace", name(NameRule::DnsLabel));
     let sa = f.opt(cx, "service_account", name(NameRule::DnsSubdomain));
     Some((
@@ -292,8 +300,7 @@ pub(crate) fn peers(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<String>>
 
 /// `gateway.tls`.
 pub(crate) fn gateway_tls(cx: &mut Cx, node: &Node, path: &str, base: &Path) -> Option<GatewayTls> {
-    let keys = &["cert", "key", "client_ca", "require_client_cert"];
-    let f = Fields::read(cx, node, path, keys)?;
+    let f = Fields::read(cx, node, path, GATEWAY_TLS_KEYS)?;
     let read = |cx: &mut Cx, n: &Node, p: &str| path_of(cx, n, p, base);
     let cert = f.req(cx, "cert", read);
     let key = f.req(cx, "key", read);

@@ -21,9 +21,9 @@ pub(crate) enum Naming {
 }
 
 /// (snake_case, camelCase, kind, mesh only).
-type Spec = (&'static str, &'static str, Kind, bool);
+pub(crate) type Spec = (&'static str, &'static str, Kind, bool);
 
-const SOURCE: &[Spec] = &[
+pub(crate) const SOURCE: &[Spec] = &[
     ("principals", "principals", Kind::Principal, false),
     ("not_principals", "notPrincipals", Kind::Principal, false),
     (
@@ -44,7 +44,7 @@ const SOURCE: &[Spec] = &[
     ("not_ip_blocks", "notIpBlocks", Kind::IpBlock, false),
 ];
 
-const OPERATION: &[Spec] = &[
+pub(crate) const OPERATION: &[Spec] = &[
     ("hosts", "hosts", Kind::Host, false),
     ("not_hosts", "notHosts", Kind::Host, false),
     ("ports", "ports", Kind::Port, false),
@@ -65,10 +65,16 @@ const OPERATION: &[Spec] = &[
     ("not_apis", "", Kind::Api, true),
 ];
 
-const ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
+pub(crate) const ACTIONS: &[&str] = &["ALLOW", "DENY", "AUDIT", "CUSTOM"];
+pub(crate) const POLICY_KEYS: &[&str] = &["name", "action", "provider", "rules"];
+/// `provider: {name: ...}` (the Istio form; a plain string works too).
+pub(crate) const PROVIDER_KEYS: &[&str] = &["name"];
+pub(crate) const RULE_KEYS: &[&str] = &["from", "to", "when"];
+pub(crate) const AUTHORIZATION_KEYS: &[&str] = &["default_deny", "escaped_slashes"];
+pub(crate) const ESCAPED_SLASHES: &[&str] = &["reject", "decode_and_merge", "keep"];
 
 /// The names a table spells in `naming`.
-fn names(table: &[Spec], naming: Naming) -> Vec<&'static str> {
+pub(crate) fn names(table: &[Spec], naming: Naming) -> Vec<&'static str> {
     table
         .iter()
         .filter(|s| naming == Naming::Mesh || !s.3)
@@ -87,10 +93,9 @@ pub(crate) struct Scope<'a> {
 pub(crate) fn policies(cx: &mut Cx, node: &Node, path: &str, scope: Scope<'_>) -> Vec<Policy> {
     let mut out = Vec::new();
     let mut seen: Vec<(String, Pos)> = Vec::new();
-    let keys = ["name", "action", "provider", "rules"];
     for (i, item) in list(cx, node, path).unwrap_or_default().iter().enumerate() {
         let ipath = index(path, i);
-        let Some(f) = Fields::read(cx, item, &ipath, &keys) else {
+        let Some(f) = Fields::read(cx, item, &ipath, POLICY_KEYS) else {
             continue;
         };
         let pname = f.req(cx, "name", name(NameRule::DnsSubdomain));
@@ -124,7 +129,7 @@ pub(crate) fn policy_provider(
     action: Action,
 ) -> Option<Option<String>> {
     let provider = f.opt(cx, key, |cx, n, p| match &n.value {
-        Value::Map(_) => Fields::read(cx, n, p, &["name"])?.req(cx, "name", string),
+        Value::Map(_) => Fields::read(cx, n, p, PROVIDER_KEYS)?.req(cx, "name", string),
         _ => string(cx, n, p),
     });
     match (action, provider, f.get(key)) {
@@ -174,7 +179,7 @@ pub(crate) fn rules(cx: &mut Cx, node: &Node, path: &str, scope: Scope<'_>) -> O
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let ipath = index(path, i);
-        let Some(f) = Fields::read(cx, item, &ipath, &["from", "to", "when"]) else {
+        let Some(f) = Fields::read(cx, item, &ipath, RULE_KEYS) else {
             continue;
         };
         let (wrap_from, wrap_to) = match scope.naming {
@@ -365,12 +370,9 @@ fn declared(kind: Kind, text: &str, scope: Scope<'_>) -> Result<(), String> {
 }
 
 fn condition(cx: &mut Cx, node: &Node, path: &str, naming: Naming) -> Option<Condition> {
-    let not_key = if naming == Naming::Mesh {
-        "not_values"
-    } else {
-        "notValues"
-    };
-    let f = Fields::read(cx, node, path, &["key", "values", not_key])?;
+    let keys = condition_keys(naming);
+    let not_key = keys[2];
+    let f = Fields::read(cx, node, path, &keys)?;
     let key_text = f.req(cx, "key", string)?;
     let key = match ConditionKey::parse(&key_text) {
         Ok(k) => k,
@@ -405,8 +407,16 @@ fn condition(cx: &mut Cx, node: &Node, path: &str, naming: Naming) -> Option<Con
     })
 }
 
+/// The fields of a `when` condition: `key`, `values` and the negated values.
+pub(crate) fn condition_keys(naming: Naming) -> [&'static str; 3] {
+    match naming {
+        Naming::Mesh => ["key", "values", "not_values"],
+        Naming::Istio => ["key", "values", "notValues"],
+    }
+}
+
 pub(crate) fn authorization(cx: &mut Cx, node: &Node, path: &str) -> Option<AuthzSettings> {
-    let f = Fields::read(cx, node, path, &["default_deny", "escaped_slashes"])?;
+    let f = Fields::read(cx, node, path, AUTHORIZATION_KEYS)?;
     let d = AuthzSettings::default();
     Some(AuthzSettings {
         default_deny: f.opt(cx, "default_deny", boolean).unwrap_or(d.default_deny),
@@ -417,18 +427,17 @@ pub(crate) fn authorization(cx: &mut Cx, node: &Node, path: &str) -> Option<Auth
 }
 
 fn escaped_slashes(cx: &mut Cx, node: &Node, path: &str) -> Option<EscapedSlashes> {
-    const NAMES: &[&str] = &["reject", "decode_and_merge", "keep"];
     let text = string(cx, node, path)?;
     match text.as_str() {
         "reject" => Some(EscapedSlashes::Reject),
         "decode_and_merge" => Some(EscapedSlashes::DecodeAndMerge),
         "keep" => Some(EscapedSlashes::Keep),
         _ => {
-            let msg = match suggest(&text, NAMES.iter().copied()) {
+            let msg = match suggest(&text, ESCAPED_SLASHES.iter().copied()) {
                 Some(s) => format!("unknown value `{text}`, did you mean `{s}`?"),
                 None => format!(
                     "unknown value `{text}`, expected {}",
-                    one_of(NAMES.iter().copied())
+                    one_of(ESCAPED_SLASHES.iter().copied())
                 ),
             };
             cx.error(node.at, path, msg);

@@ -13,7 +13,7 @@ use crate::yaml::{Node, Pos, Value};
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Headers a route may not be keyed on: connection-level or rewritten by proxies.
-const RESERVED_HEADERS: &[&str] = &[
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "connection",
     "content-length",
     "host",

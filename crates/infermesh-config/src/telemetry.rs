@@ -110,9 +110,9 @@ impl Default for Telemetry {
     }
 }
 
-const KEYS: &[&str] = &["enabled", "access_log", "tracing"];
-const LOG_KEYS: &[&str] = &["path", "fields"];
-const TRACE_KEYS: &[&str] = &[
+pub(crate) const KEYS: &[&str] = &["enabled", "access_log", "tracing"];
+pub(crate) const LOG_KEYS: &[&str] = &["path", "fields"];
+pub(crate) const TRACE_KEYS: &[&str] = &[
     "otlp",
     "protocol",
     "sampling",

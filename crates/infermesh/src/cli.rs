@@ -47,6 +47,9 @@ pub enum Command {
     /// Check mesh files as `up`, `gateway` and `sidecar` would, without starting
     /// anything: exit 0 when valid, 64 with file:line errors when not.
     Validate(crate::validate::ValidateArgs),
+    /// Print the JSON Schema of mesh.yaml (draft 2020-12) for editors to complete and
+    /// check the file with; the same text as docs/mesh.schema.json.
+    Schema(crate::schema::SchemaArgs),
     /// Check and read the audit trail: verify, rollouts, query.
     Audit(crate::audit::AuditArgs),
     /// The built-in certificate authority of workload identities.

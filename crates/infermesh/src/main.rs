@@ -16,6 +16,7 @@ mod mesh;
 mod model_server;
 mod policy;
 mod reload;
+mod schema;
 mod shutdown;
 mod trail;
 mod up;
@@ -48,6 +49,7 @@ fn main() -> std::process::ExitCode {
             cli::Command::Token(args) => dev_issuer::token(args),
             cli::Command::Export(args) => export::run(args),
             cli::Command::Validate(args) => validate::run(args),
+            cli::Command::Schema(args) => schema::run(args),
             cli::Command::ExtAuthz(args) => ext_authz::run(args).await,
             cli::Command::Audit(args) => audit::run(args),
             cli::Command::Ca(args) => ca::run(args).await,

@@ -1,7 +1,8 @@
 //! The binary's mesh commands as a user runs them: `infermesh up` prints what it
 //! started and stops gracefully on SIGINT (exit 0, in-flight requests answered);
 //! `gateway` and `sidecar` stop on SIGTERM with exit 0; an invalid mesh.yaml makes
-//! every mesh command exit 64 with `file:line:column` errors on stderr.
+//! every mesh command exit 64 with `file:line:column` errors on stderr; `schema` prints
+//! the committed docs/mesh.schema.json.
 
 mod common;
 
@@ -299,4 +300,35 @@ fn validate_checks_files_without_starting_anything() {
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let schema_file = common::repo_root().join("docs/mesh.schema.json");
+    let committed = fs::read_to_string(schema_file).unwrap();
+    // Run in a temporary directory: each run's output files are written there.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (status, stdout, stderr) = run_to_end(&["schema".into()], cwd, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout == committed,
+        "`infermesh schema` differs from docs/mesh.schema.json"
+    );
+
+    let out = cwd.join("mesh.schema.json");
+    let args = ["schema".into(), "-o".into(), out.display().to_string()];
+    let (status, stdout, stderr) = run_to_end(&args, cwd, Duration::from_secs(30));
+    assert!(status.success() && stdout.is_empty(), "{stdout}{stderr}");
+    assert!(fs::read_to_string(&out).unwrap() == committed);
+
+    let missing = cwd.join("no/such/dir/schema.json");
+    let args = [
+        "schema".into(),
+        "--output".into(),
+        missing.display().to_string(),
+    ];
+    let (status, _, stderr) = run_to_end(&args, cwd, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
 }
