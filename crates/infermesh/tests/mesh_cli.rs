@@ -271,9 +271,11 @@ fn validate_checks_files_without_starting_anything() {
         .join("examples/kubernetes/mesh.yaml")
         .display()
         .to_string();
+    // The process's stdout/stderr files go to its working directory: not the repo.
+    let cwd = tempfile::tempdir().unwrap();
     let (status, stdout, stderr) = run_to_end(
         &["validate".into(), quickstart.clone(), k8s],
-        &root,
+        cwd.path(),
         Duration::from_secs(30),
     );
     assert!(status.success(), "{stdout}{stderr}");
@@ -285,7 +287,7 @@ fn validate_checks_files_without_starting_anything() {
     std::fs::write(&bad, "models:\n  - name: m\n    servd_by: w\n").unwrap();
     let (status, stdout, stderr) = run_to_end(
         &["validate".into(), quickstart, bad.display().to_string()],
-        &root,
+        cwd.path(),
         Duration::from_secs(30),
     );
     assert_eq!(status.code(), Some(64), "{stdout}{stderr}");
