@@ -248,6 +248,14 @@ pub(crate) fn virtual_service(
             }
         }
     }
+    for m in served.iter().filter(|m| !accs.contains_key(&m.name)) {
+        let msg = format!(
+            "no route matches the requests of model {} (Istio would answer 404): add one, \
+             e.g. a route without `match`",
+            m.name
+        );
+        e.at(&vs.file, vs.at, "spec.http", msg);
+    }
     routed.extend(accs);
 }
 
