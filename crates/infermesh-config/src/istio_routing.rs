@@ -155,7 +155,7 @@ fn http_route(cx: &mut Cx, node: &Node, path: &str, refused: &mut Refused) -> Op
     let mirror = f.opt(cx, "mirror", |cx, n, p| destination(cx, n, p, refused));
     let percent = f.opt(cx, "mirrorPercentage", |cx, n, p| {
         istio_fields(cx, n, p, &["value"], refused)?
-            .req(cx, "value", |cx, n, p| percent(cx, n, p, false))
+            .req(cx, "value", |cx, n, p| percent(cx, n, p, true))
     });
     if let (None, Some(n)) = (&mirror, f.get("mirrorPercentage")) {
         cx.error(n.at, &f.path_of("mirrorPercentage"), "only with `mirror`");
@@ -165,7 +165,10 @@ fn http_route(cx: &mut Cx, node: &Node, path: &str, refused: &mut Refused) -> Op
         path: path.to_owned(),
         matches,
         destinations,
-        mirror: mirror.map(|m| (m, percent)),
+        // `mirrorPercentage: {value: 0}` mirrors nothing.
+        mirror: mirror
+            .map(|m| (m, percent))
+            .filter(|(_, p)| *p != Some(0.0)),
         timeout: f.opt(cx, "timeout", istio_duration),
         retries: f.opt(cx, "retries", |cx, n, p| retries(cx, n, p, refused)),
     })
@@ -386,6 +389,11 @@ pub(crate) fn istio_duration(cx: &mut Cx, node: &Node, path: &str) -> Option<Dur
             cx.error(node.at, path, "must be longer than zero");
             return None;
         }
+        // The same bound as mesh.yaml's durations (keeps `Instant + d` far from overflow).
+        if d > Duration::from_secs(365 * 24 * 3600) {
+            cx.error(node.at, path, "must be at most 365 days");
+            return None;
+        }
         return Some(d);
     }
     crate::read::duration(cx, node, path)
@@ -475,5 +483,22 @@ mod tests {
         assert_eq!(parse_regex("/v1/models/m/versions/x([:/].*)?"), None);
         assert_eq!(parse_prefix("/api/m"), None);
         assert!(parse_prefix("/v1/models/m").is_some_and(|u| u.prefix));
+    }
+
+    #[test]
+    fn reads_protobuf_and_go_durations_within_bounds() {
+        let read = |text: &str| {
+            let mut cx = Cx::new("f".into());
+            let node = Node {
+                at: Pos { line: 1, col: 1 },
+                value: Value::Str(text.into()),
+            };
+            (istio_duration(&mut cx, &node, "t"), cx.errors.len())
+        };
+        assert_eq!(read("1.25s"), (Some(Duration::from_millis(1250)), 0));
+        assert_eq!(read("500ms"), (Some(Duration::from_millis(500)), 0));
+        assert_eq!(read("0.000000001s"), (Some(Duration::from_nanos(1)), 0));
+        assert_eq!(read("0.0s"), (None, 1));
+        assert_eq!(read("99999999999999.5s"), (None, 1));
     }
 }
