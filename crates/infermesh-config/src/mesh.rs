@@ -112,13 +112,15 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
             admin: None,
             tls: None,
         });
-    let (workloads, declared) = match top.get("workloads") {
-        Some(n) => workloads(cx, n, "workloads", &base_dir, &mut sockets),
+    let mut mtls_given = BTreeMap::new();
+    let (mut workloads, declared) = match top.get("workloads") {
+        Some(n) => workloads(cx, n, "workloads", &base_dir, &mut sockets, &mut mtls_given),
         None => (BTreeMap::new(), Some(Vec::new())),
     };
     check_conflicts(cx, sockets);
-    let models = match top.get("models") {
-        Some(n) => crate::models::models(cx, n, "models", declared.as_deref()),
+    let mut routes_given = BTreeMap::new();
+    let mut models = match top.get("models") {
+        Some(n) => crate::models::models(cx, n, "models", declared.as_deref(), &mut routes_given),
         None => BTreeMap::new(),
     };
     let declared_models: Vec<String> = models.keys().cloned().collect();
@@ -135,18 +137,50 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         Some(n) => crate::policies::policies(cx, n, "policies", scope),
         None => Vec::new(),
     };
+    let mut limits = top.opt(cx, "limits", limits).unwrap_or_default();
+    let mut outlier_detection = top
+        .opt(cx, "outlier_detection", outlier)
+        .unwrap_or_default();
     if let Some(n) = top.get("istio_files") {
-        istio_files(cx, n, &base_dir, &mut policies, &mut issuers);
+        let line = |n: &Node| (source.display().to_string(), n.at.line);
+        let given = crate::istio_apply::Given {
+            routes: routes_given
+                .into_iter()
+                .map(|(m, (at, sticky))| (m, (source.display().to_string(), at.line, sticky)))
+                .collect(),
+            mtls: mtls_given
+                .into_iter()
+                .map(|(w, at)| (w, (source.display().to_string(), at.line)))
+                .collect(),
+            connect_timeout: top
+                .get("limits")
+                .and_then(|l| lookup(l, "connect_timeout"))
+                .map(line),
+            outlier: top.get("outlier_detection").map(line),
+        };
+        let target = crate::istio_apply::Target {
+            workloads: &mut workloads,
+            models: &mut models,
+            limits: &mut limits,
+            outlier: &mut outlier_detection,
+        };
+        crate::istio_apply::istio_files(
+            cx,
+            n,
+            &base_dir,
+            &mut policies,
+            &mut issuers,
+            target,
+            &given,
+        );
     }
     Some(MeshConfig {
         trust_domain,
         workloads,
         models,
         gateway,
-        limits: top.opt(cx, "limits", limits).unwrap_or_default(),
-        outlier_detection: top
-            .opt(cx, "outlier_detection", outlier)
-            .unwrap_or_default(),
+        limits,
+        outlier_detection,
         dns_refresh: top
             .opt(cx, "dns_refresh", duration)
             .unwrap_or(DEFAULT_DNS_REFRESH),
@@ -166,57 +200,6 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
             crate::mtls::identity(cx, n, p, &base_dir)
         }),
     })
-}
-
-/// `istio_files:` Istio `AuthorizationPolicy` / `RequestAuthentication` YAML files
-/// (relative to the mesh.yaml) whose policies and issuers join the mesh's own, after
-/// them. Their errors name their own file and line.
-fn istio_files(
-    cx: &mut Cx,
-    node: &crate::yaml::Node,
-    base_dir: &Path,
-    policies: &mut Vec<crate::security::Policy>,
-    issuers: &mut Vec<crate::security::Issuer>,
-) {
-    let Some(items) = crate::read::list(cx, node, "istio_files") else {
-        return;
-    };
-    for (i, item) in items.iter().enumerate() {
-        let path = crate::read::index("istio_files", i);
-        let Some(name) = crate::read::string(cx, item, &path) else {
-            continue;
-        };
-        let file = base_dir.join(&name);
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                cx.error(
-                    item.at,
-                    &path,
-                    format!("cannot read {}: {e}", file.display()),
-                );
-                continue;
-            }
-        };
-        match crate::istio::import_istio(&text, &file) {
-            Ok((imported_policies, imported_issuers)) => {
-                for issuer in imported_issuers {
-                    if issuers.iter().any(|known| known.issuer == issuer.issuer) {
-                        let msg = format!(
-                            "{}: issuer {:?} is already listed in the mesh",
-                            file.display(),
-                            issuer.issuer
-                        );
-                        cx.error(item.at, &path, msg);
-                    } else {
-                        issuers.push(issuer);
-                    }
-                }
-                policies.extend(imported_policies);
-            }
-            Err(errors) => cx.errors.extend(errors.iter().cloned()),
-        }
-    }
 }
 
 /// The directory relative paths start from: the mesh.yaml's own, made absolute.
@@ -291,6 +274,7 @@ fn workloads(
     path: &str,
     base_dir: &Path,
     sockets: &mut Sockets,
+    mtls_given: &mut BTreeMap<String, Pos>,
 ) -> (Workloads, Option<Vec<String>>) {
     let mut out = BTreeMap::new();
     let Some(items) = list(cx, node, path) else {
@@ -318,6 +302,9 @@ fn workloads(
                 continue;
             }
             declared.push((raw.clone(), *at));
+        }
+        if let (Some(n), Some(m)) = (&wname, f.get("mtls")) {
+            mtls_given.insert(n.clone(), m.at);
         }
         let w = workload(cx, &f, wname.unwrap_or_default(), base_dir, sockets);
         if let Some(w) = w.filter(|w| !w.name.is_empty()) {

@@ -13,7 +13,7 @@ use crate::read::{
 };
 use crate::yaml::{Node, Pos, Value};
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// More retries than this multiply load on a failing server rather than mask a blip.
 const MAX_ATTEMPTS: u32 = 10;
 
@@ -68,11 +68,14 @@ impl Versions {
 }
 
 /// `workloads`: the declared workload names, `None` when they could not be read.
+/// `routes` receives the models given a `route:`, where, and whether it holds only
+/// `sticky` (the Istio import may supply the rest).
 pub(crate) fn models(
     cx: &mut Cx,
     node: &Node,
     path: &str,
     workloads: Option<&[String]>,
+    routes: &mut BTreeMap<String, (Pos, bool)>,
 ) -> BTreeMap<String, Arc<Model>> {
     let mut out = BTreeMap::new();
     let mut seen: Vec<(String, Pos)> = Vec::new();
@@ -97,6 +100,15 @@ pub(crate) fn models(
         let unknown = Versions::UNKNOWN;
         let known = versions.as_ref().unwrap_or(&unknown);
         let display_name = mname.as_deref().unwrap_or("?");
+        if let (Some(n), Some(r)) = (&mname, f.get("route")) {
+            let only_sticky = match &r.value {
+                Value::Map(entries) => entries
+                    .iter()
+                    .all(|(k, _)| matches!(&k.value, Value::Str(s) if s == "sticky")),
+                _ => false,
+            };
+            routes.insert(n.clone(), (r.at, only_sticky));
+        }
         let route = match f.get("route") {
             Some(n) => route(cx, n, &f.path_of("route"), display_name, known),
             None => Some(default_route(known)),

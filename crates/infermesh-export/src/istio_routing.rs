@@ -7,6 +7,9 @@
 //! 2. the model's `pin_header` with a version number or label → that subset;
 //! 3. the model's split (weighted subsets), mirror, retries and timeout.
 //!
+//! Every route of a model carries its timeout, retries and mirror (infermesh applies
+//! them to every request of the model), so `istio_files:` can import the export back.
+//!
 //! A workload serving one model needs no path match in 2 and 3, so gRPC requests
 //! follow the pin header and the split too. With several models on one workload only
 //! REST requests can be told apart (the gRPC model name is in the body); gRPC requests
@@ -86,14 +89,14 @@ fn destination_rule(
     let mut traffic = json!({
         "connectionPool": {"tcp": {"connectTimeout": duration(config.limits.connect_timeout)}},
     });
+    // Always written (maxEjectionPercent 0: no ejection), so an import reads the
+    // mesh's settings back rather than its defaults.
     let od = &config.outlier_detection;
-    if od.max_ejection_percent > 0 {
-        traffic["outlierDetection"] = json!({
-            "consecutive5xxErrors": od.consecutive_failures,
-            "baseEjectionTime": duration(od.base_ejection),
-            "maxEjectionPercent": od.max_ejection_percent,
-        });
-    }
+    traffic["outlierDetection"] = json!({
+        "consecutive5xxErrors": od.consecutive_failures,
+        "baseEjectionTime": duration(od.base_ejection),
+        "maxEjectionPercent": od.max_ejection_percent,
+    });
     let mut dr = object(
         NETWORKING,
         "DestinationRule",
@@ -165,13 +168,15 @@ fn path_routes(model: &Model, host: &str) -> Vec<Value> {
                 let rest = format!("/labels/{}", escape(label));
                 matches.push(json!({"uri": model_uri(model, &rest)}));
             }
-            json!({
+            let mut r = json!({
                 "name": format!("{}-{}-path", model.name, subset_name(v)),
                 "match": matches,
                 "route": [{"destination": destination(host, v)}],
                 "timeout": duration(model.route.timeout),
                 "retries": retries(&model.route),
-            })
+            });
+            add_mirror(&mut r, &model.route, host, Some(v));
+            r
         })
         .collect()
 }
@@ -196,13 +201,15 @@ fn pin_routes(model: &Model, host: &str, single: bool) -> Vec<Value> {
                     m
                 })
                 .collect();
-            json!({
+            let mut r = json!({
                 "name": format!("{}-{}-pin", model.name, subset_name(v)),
                 "match": matches,
                 "route": [{"destination": destination(host, v)}],
                 "timeout": duration(model.route.timeout),
                 "retries": retries(&model.route),
-            })
+            });
+            add_mirror(&mut r, &model.route, host, Some(v));
+            r
         })
         .collect()
 }
@@ -220,11 +227,17 @@ fn split_route(model: &Model, host: &str) -> Value {
         "timeout": duration(route.timeout),
         "retries": retries(route),
     });
-    if let Some(mirror) = &route.mirror {
+    add_mirror(&mut r, route, host, None);
+    r
+}
+
+/// The mirror, as infermesh applies it: to every inference request of the model
+/// except those already served by the mirror's version.
+fn add_mirror(r: &mut Value, route: &Route, host: &str, serving: Option<i64>) {
+    if let Some(mirror) = route.mirror.as_ref().filter(|m| Some(m.version) != serving) {
         r["mirror"] = destination(host, mirror.version);
         r["mirrorPercentage"] = json!({"value": mirror.percent});
     }
-    r
 }
 
 /// `retries`: Istio's `attempts` are retries after the first try, as in the mesh.

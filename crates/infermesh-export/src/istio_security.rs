@@ -1,6 +1,7 @@
-//! Istio security: `PeerAuthentication` (STRICT mTLS), `RequestAuthentication` (the
-//! mesh's issuers) and `AuthorizationPolicy`, in every namespace that holds a workload
-//! (the mesh's policies apply to all its workloads; Istio scopes by namespace).
+//! Istio security: `PeerAuthentication` (the workloads' mTLS modes: one per namespace,
+//! plus one per workload that differs), `RequestAuthentication` (the mesh's issuers)
+//! and `AuthorizationPolicy`, in every namespace that holds a workload (the mesh's
+//! policies apply to all its workloads; Istio scopes by namespace).
 //!
 //! Policies Istio can express (principals, request principals, namespaces, IP blocks,
 //! hosts, ports, methods, paths, `when` keys) are exported as they are. Model
@@ -15,14 +16,18 @@
 //! * ALLOW with model operations: exported without them (a superset of what it allows).
 //! * CUSTOM / AUDIT with model operations: exported without them, with a note.
 //!
-//! So `ext_authz ∧ native = mesh decision`.
+//! So `ext_authz ∧ native = mesh decision`. Every exported policy carries the mesh
+//! policy it stands for in the `infermesh.io/policies` annotation, and the CUSTOM
+//! policy the DENY policies only ext_authz enforces, so that importing the export
+//! (`istio_files:`) gives back the same decisions (see `infermesh_config::coarse`).
 
 use infermesh_config::{
-    Action, EscapedSlashes, Issuer, JwksSource, MeshConfig, Operation, Policy, Rule, Source,
+    Action, EscapedSlashes, Issuer, JwksSource, MeshConfig, MtlsMode, Operation,
+    POLICIES_ANNOTATION, Policy, Rule, Source, uses_model_operations,
 };
 use serde_json::{Map, Value, json};
 
-use crate::names::{object_name, workload_namespaces};
+use crate::names::{APP_LABEL, object_name, workload_namespaces};
 use crate::{Export, Options, object};
 
 const SECURITY: &str = "security.istio.io/v1";
@@ -51,10 +56,13 @@ pub(crate) fn export(config: &MeshConfig, options: &Options, export: &mut Export
         ));
     }
     let has_allow = config.policies.iter().any(|p| p.action == Action::Allow);
+    let delegated: Vec<&Policy> = config
+        .policies
+        .iter()
+        .filter(|p| p.action == Action::Deny && uses_model_operations(p))
+        .collect();
     for ns in workload_namespaces(config) {
-        let mut pa = object(SECURITY, "PeerAuthentication", "default", Some(&ns));
-        pa["spec"] = json!({"mtls": {"mode": "STRICT"}});
-        export.documents.push(pa);
+        export.documents.extend(peer_authentications(config, &ns));
         if !config.issuers.is_empty() {
             let mut ra = object(
                 SECURITY,
@@ -78,6 +86,7 @@ pub(crate) fn export(config: &MeshConfig, options: &Options, export: &mut Export
                 "provider": {"name": options.ext_authz_provider},
                 "rules": [{}],
             });
+            annotate(&mut ap, &delegated);
             export.documents.push(ap);
         }
         if config.authz.default_deny && !has_allow {
@@ -137,28 +146,141 @@ fn mesh_config_note(config: &MeshConfig, options: &Options) -> String {
     )
 }
 
-fn uses_model_operations(policy: &Policy) -> bool {
-    policy
-        .rules
+/// `PeerAuthentication`s of a namespace: a namespace-wide one with the mode most of
+/// its workloads have, and one per workload whose mode differs (selecting its pods
+/// by their `app` label).
+fn peer_authentications(config: &MeshConfig, ns: &str) -> Vec<Value> {
+    let modes: Vec<(&str, MtlsMode)> = config
+        .workloads
+        .values()
+        .filter(|w| w.namespace == ns)
+        .map(|w| (w.name.as_str(), w.mtls))
+        .collect();
+    let order = [MtlsMode::Strict, MtlsMode::Permissive, MtlsMode::Disable];
+    let count = |m: &MtlsMode| modes.iter().filter(|(_, wm)| wm == m).count();
+    // The most common mode; ties go to the strictest.
+    let default = order
         .iter()
-        .any(|r| r.to.iter().any(has_model_fields))
+        .copied()
+        .rev()
+        .max_by_key(count)
+        .unwrap_or(MtlsMode::Strict);
+    let mut pa = object(SECURITY, "PeerAuthentication", "default", Some(ns));
+    pa["spec"] = json!({"mtls": {"mode": mode_name(default)}});
+    let mut out = vec![pa];
+    for (name, mode) in modes.into_iter().filter(|(_, m)| *m != default) {
+        let mut pa = object(SECURITY, "PeerAuthentication", name, Some(ns));
+        pa["spec"] = json!({
+            "selector": {"matchLabels": {APP_LABEL: name}},
+            "mtls": {"mode": mode_name(mode)},
+        });
+        out.push(pa);
+    }
+    out
 }
 
-fn has_model_fields(op: &Operation) -> bool {
-    [
-        &op.models,
-        &op.not_models,
-        &op.versions,
-        &op.not_versions,
-        &op.labels,
-        &op.not_labels,
-        &op.signatures,
-        &op.not_signatures,
-        &op.apis,
-        &op.not_apis,
-    ]
-    .iter()
-    .any(|f| !f.is_empty())
+fn mode_name(mode: MtlsMode) -> &'static str {
+    match mode {
+        MtlsMode::Strict => "STRICT",
+        MtlsMode::Permissive => "PERMISSIVE",
+        MtlsMode::Disable => "DISABLE",
+    }
+}
+
+/// The `infermesh.io/policies` annotation: the mesh policies an exported policy
+/// stands for, in mesh.yaml's form, so that importing the export gives them back.
+fn annotate(object: &mut Value, policies: &[&Policy]) {
+    let list: Vec<Value> = policies.iter().map(|p| mesh_form(p)).collect();
+    let text = Value::Array(list).to_string();
+    object["metadata"]["annotations"] = json!({POLICIES_ANNOTATION: text});
+}
+
+/// A policy as mesh.yaml writes it (snake_case, model operations included).
+fn mesh_form(policy: &Policy) -> Value {
+    let mut p = json!({"name": object_name(&policy.name), "action": action_name(policy.action)});
+    if let Some(provider) = &policy.provider {
+        p["provider"] = Value::from(provider.as_str());
+    }
+    let rules: Vec<Value> = policy
+        .rules
+        .iter()
+        .map(|r| {
+            let mut m = Map::new();
+            let from: Vec<Value> = r.from.iter().map(mesh_source).collect();
+            let to: Vec<Value> = r.to.iter().map(mesh_operation).collect();
+            let when: Vec<Value> = r
+                .when
+                .iter()
+                .map(|c| {
+                    let mut m = Map::new();
+                    m.insert("key".into(), Value::from(c.key.as_str()));
+                    put(&mut m, "values", &c.values);
+                    put(&mut m, "not_values", &c.not_values);
+                    Value::Object(m)
+                })
+                .collect();
+            for (key, list) in [("from", from), ("to", to), ("when", when)] {
+                if !list.is_empty() {
+                    m.insert(key.into(), Value::Array(list));
+                }
+            }
+            Value::Object(m)
+        })
+        .collect();
+    p["rules"] = Value::Array(rules);
+    p
+}
+
+fn mesh_source(s: &Source) -> Value {
+    let mut m = Map::new();
+    put(&mut m, "principals", &s.principals);
+    put(&mut m, "not_principals", &s.not_principals);
+    put(&mut m, "request_principals", &s.request_principals);
+    put(&mut m, "not_request_principals", &s.not_request_principals);
+    put(&mut m, "namespaces", &s.namespaces);
+    put(&mut m, "not_namespaces", &s.not_namespaces);
+    put(&mut m, "ip_blocks", &s.ip_blocks);
+    put(&mut m, "not_ip_blocks", &s.not_ip_blocks);
+    Value::Object(m)
+}
+
+fn mesh_operation(op: &Operation) -> Value {
+    let mut m = operation(op);
+    for (key, values) in [
+        ("not_hosts", &op.not_hosts),
+        ("not_ports", &op.not_ports),
+        ("not_methods", &op.not_methods),
+        ("not_paths", &op.not_paths),
+    ] {
+        let camel = match key {
+            "not_hosts" => "notHosts",
+            "not_ports" => "notPorts",
+            "not_methods" => "notMethods",
+            _ => "notPaths",
+        };
+        m.remove(camel);
+        put(&mut m, key, values);
+    }
+    put(&mut m, "models", &op.models);
+    put(&mut m, "not_models", &op.not_models);
+    put(&mut m, "versions", &op.versions);
+    put(&mut m, "not_versions", &op.not_versions);
+    put(&mut m, "labels", &op.labels);
+    put(&mut m, "not_labels", &op.not_labels);
+    put(&mut m, "signatures", &op.signatures);
+    put(&mut m, "not_signatures", &op.not_signatures);
+    put(&mut m, "apis", &op.apis);
+    put(&mut m, "not_apis", &op.not_apis);
+    Value::Object(m)
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "ALLOW",
+        Action::Deny => "DENY",
+        Action::Audit => "AUDIT",
+        Action::Custom => "CUSTOM",
+    }
 }
 
 fn jwt_rule(issuer: &Issuer) -> Value {
@@ -198,13 +320,7 @@ fn authorization_policy(policy: &Policy, ns: &str) -> Value {
         &object_name(&policy.name),
         Some(ns),
     );
-    let action = match policy.action {
-        Action::Allow => "ALLOW",
-        Action::Deny => "DENY",
-        Action::Audit => "AUDIT",
-        Action::Custom => "CUSTOM",
-    };
-    let mut spec = json!({"action": action});
+    let mut spec = json!({"action": action_name(policy.action)});
     if let (Action::Custom, Some(provider)) = (policy.action, &policy.provider) {
         spec["provider"] = json!({"name": provider});
     }
@@ -212,6 +328,7 @@ fn authorization_policy(policy: &Policy, ns: &str) -> Value {
         spec["rules"] = Value::Array(policy.rules.iter().map(rule).collect());
     }
     ap["spec"] = spec;
+    annotate(&mut ap, &[policy]);
     ap
 }
 

@@ -2,73 +2,17 @@
 //! CRD OpenAPI schemas (`shared/schemas/istio-crd-all.gen.yaml`), and the routing
 //! round-trips (VirtualService weights and subsets = the mesh's split).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{errors, repo, schemas_file};
 use infermesh_export::{Options, export_istio, service_host, subset_name};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn quickstart() -> infermesh_config::MeshConfig {
     let path = repo().join("examples/quickstart/mesh.yaml");
     infermesh_config::load(&path).expect("quickstart mesh is valid")
-}
-
-/// `INFERMESH_SHARED_DIR`, else `shared/` beside the repository (as the interop suite).
-fn schemas_file() -> PathBuf {
-    let shared = std::env::var_os("INFERMESH_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"));
-    shared.join("schemas/istio-crd-all.gen.yaml")
-}
-
-/// The `openAPIV3Schema` of `kind` at `group/version`, from the CRD file.
-fn schema_for(crds: &[Value], api_version: &str, kind: &str) -> Option<Value> {
-    let (group, version) = api_version.split_once('/')?;
-    crds.iter()
-        .filter(|c| c["spec"]["group"] == group && c["spec"]["names"]["kind"] == kind)
-        .flat_map(|c| {
-            c["spec"]["versions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .find(|v| v["name"] == version)
-        .map(|v| v["schema"]["openAPIV3Schema"].clone())
-}
-
-/// Rejects unknown fields, as the API server's strict field validation does (the CRD
-/// schemas leave `additionalProperties` open and rely on pruning).
-fn strict(schema: &mut Value) {
-    match schema {
-        Value::Object(map) => {
-            let open = map.contains_key("additionalProperties")
-                || map.contains_key("x-kubernetes-preserve-unknown-fields");
-            if map.contains_key("properties") && !open {
-                map.insert("additionalProperties".into(), Value::Bool(false));
-            }
-            map.values_mut().for_each(strict);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strict),
-        _ => {}
-    }
-}
-
-/// Validation errors of one document against its kind's (strict) CRD schema.
-fn errors(crds: &[Value], doc: &Value) -> Vec<String> {
-    let api = doc["apiVersion"].as_str().unwrap();
-    let kind = doc["kind"].as_str().unwrap();
-    let mut schema =
-        schema_for(crds, api, kind).unwrap_or_else(|| panic!("no CRD schema for {api} {kind}"));
-    // The API server adds apiVersion, kind and metadata to the root: strict below it.
-    strict(&mut schema["properties"]["spec"]);
-    let validator = jsonschema::draft4::new(&schema).expect("schema compiles");
-    validator
-        .iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
 }
 
 #[test]
