@@ -13,6 +13,8 @@
 #   HOPS=2: gateway → sidecar → model server, both proxies auditing (default);
 #   HOPS=1: gateway → model server (the workload's endpoint is the model server), one
 #           auditing proxy
+#   HOPS=up: gateway → sidecar → embedded model server, all in one `infermesh up`
+#           process: the quickstart's topology, both hops writing one trail
 # Raw output: bench/audit/out/<UTC timestamp>/ (bench/audit/out/latest points at it).
 set -euo pipefail
 
@@ -85,12 +87,14 @@ rest_ok() {
 
 mapfile -t P < <("${TOOL[@]}" ports 4)
 MS_REST=${P[0]} MS_GRPC=${P[1]} SIDECAR=${P[2]} GATEWAY=${P[3]}
-log "starting the model server (REST $MS_REST)"
-"$INFERMESH" model-server --port "$MS_GRPC" --rest-api-port "$MS_REST" \
-  --model-config-file "$ROOT/examples/models/models.config" \
-  >"$OUT/model-server.stdout" 2>"$OUT/model-server.stderr" &
-MS_PID=$!
-wait_for "model server" 120 rest_ok "http://127.0.0.1:$MS_REST$REST_PATH"
+if [ "$HOPS" != up ]; then
+  log "starting the model server (REST $MS_REST)"
+  "$INFERMESH" model-server --port "$MS_GRPC" --rest-api-port "$MS_REST" \
+    --model-config-file "$ROOT/examples/models/models.config" \
+    >"$OUT/model-server.stdout" 2>"$OUT/model-server.stderr" &
+  MS_PID=$!
+  wait_for "model server" 120 rest_ok "http://127.0.0.1:$MS_REST$REST_PATH"
+fi
 
 mesh_yaml() { # mode dir
   cat <<YAML
@@ -99,6 +103,7 @@ workloads:
     listen: 127.0.0.1:$SIDECAR
     upstream: {rest: 127.0.0.1:$MS_REST, grpc: 127.0.0.1:$MS_GRPC}
 $([ "$HOPS" = 1 ] && echo "    endpoints: [127.0.0.1:$MS_REST]")
+$([ "$HOPS" = up ] && echo "    model_server: {model_config_file: $ROOT/examples/models/models.config}")
 models:
   - name: half_plus_two
     served_by: tfserving-a
@@ -120,13 +125,19 @@ measure() { # round mode
   local round=$1 mode=$2 dir=$OUT/$1-$2
   mkdir -p "$dir"
   mesh_yaml "$mode" "$dir" >"$dir/mesh.yaml"
-  if [ "$HOPS" = 2 ]; then
-    "$INFERMESH" sidecar --config "$dir/mesh.yaml" --workload tfserving-a \
-      >"$dir/sidecar.stdout" 2>"$dir/sidecar.stderr" &
+  if [ "$HOPS" = up ]; then # one process; its log stands in for the gateway's
+    "$INFERMESH" up --config "$dir/mesh.yaml" --state-dir "$dir/state" \
+      >"$dir/gateway.stdout" 2>"$dir/gateway.stderr" &
+    PIDS+=($!)
+  else
+    if [ "$HOPS" = 2 ]; then
+      "$INFERMESH" sidecar --config "$dir/mesh.yaml" --workload tfserving-a \
+        >"$dir/sidecar.stdout" 2>"$dir/sidecar.stderr" &
+      PIDS+=($!)
+    fi
+    "$INFERMESH" gateway --config "$dir/mesh.yaml" >"$dir/gateway.stdout" 2>"$dir/gateway.stderr" &
     PIDS+=($!)
   fi
-  "$INFERMESH" gateway --config "$dir/mesh.yaml" >"$dir/gateway.stdout" 2>"$dir/gateway.stderr" &
-  PIDS+=($!)
   local url=http://127.0.0.1:$GATEWAY$REST_PATH
   wait_for "gateway ($mode)" 60 rest_ok "$url"
   wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s bench/wrk/predict.lua "$url" >/dev/null
@@ -170,7 +181,11 @@ PY
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
   echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "filesystem of the trail: $(df -T "$OUT" | awk 'NR == 2 { print $2 }')"
-  echo "topology: HOPS=$HOPS ($([ "$HOPS" = 1 ] && echo "gateway → model server" || echo "gateway → sidecar → model server"))"
+  case "$HOPS" in
+    1) echo "topology: HOPS=1 (gateway → model server)" ;;
+    up) echo "topology: HOPS=up (gateway → sidecar → embedded model server, one process, one trail)" ;;
+    *) echo "topology: HOPS=2 (gateway → sidecar → model server, two trails)" ;;
+  esac
   echo "wrk: $CONNS connections, $THREADS threads, ${DURATION}s per measurement, ${ROUNDS} rounds"
 } >"$OUT/machine.txt"
 

@@ -72,8 +72,9 @@ pub(super) fn top(b: &mut Builder, key: &str) -> Option<Field> {
         .default(duration_text(DEFAULT_DNS_REFRESH)),
         "istio_files" => Field::new(
             list(text()),
-            "Istio AuthorizationPolicy / RequestAuthentication YAML files to add, relative to \
-             this file.",
+            "Istio YAML files to add, relative to this file: AuthorizationPolicy, \
+             RequestAuthentication, PeerAuthentication, VirtualService and DestinationRule \
+             (docs/istio.md, \"Istio YAML as input\").",
         )
         .default(json!([])),
         _ => super::security::top(b, key),
