@@ -4,7 +4,9 @@
 //! `mesh.yaml`'s `policies:` and `issuers:`; through `istio_files:` also
 //! `PeerAuthentication`, `VirtualService` and `DestinationRule`, read here
 //! ([`crate::istio_routing`], [`crate::istio_peer`]) and resolved against the mesh's
-//! workloads and models in [`crate::istio_apply`].
+//! workloads and models in [`crate::istio_apply`]. Kubernetes objects labelled
+//! `app.kubernetes.io/managed-by: infermesh` (the ext_authz server `infermesh export
+//! istio` writes) are skipped, so that the export imports as it is.
 //!
 //! Scope: infermesh policies apply mesh-wide, like Istio policies in the root
 //! namespace. Fields infermesh cannot honour (`selector`, `targetRef`,
@@ -105,7 +107,8 @@ pub(crate) struct Documents {
 }
 
 /// Reads Istio `AuthorizationPolicy` / `RequestAuthentication` documents. `source`
-/// names the file in errors. Other kinds, and unsupported fields, are errors:
+/// names the file in errors. Other kinds (but infermesh's own Kubernetes objects,
+/// skipped), and unsupported fields, are errors:
 /// `VirtualService`, `DestinationRule` and `PeerAuthentication` need the mesh's
 /// workloads and models, so they are read through `istio_files:` in mesh.yaml.
 pub fn import_istio(text: &str, source: &Path) -> Result<(Vec<Policy>, Vec<Issuer>), ConfigErrors> {
@@ -148,6 +151,9 @@ pub(crate) fn read_file(
         docs.peer_authentications.len(),
     );
     for (i, doc) in nodes.into_iter().enumerate() {
+        if runs_the_mesh(&doc) {
+            continue;
+        }
         let path = format!("document {}", i + 1);
         let security = matches!(
             lookup(&doc, "kind")
@@ -176,6 +182,22 @@ pub(crate) fn read_file(
         p.file = file.to_owned();
     }
     cx.errors
+}
+
+/// A Kubernetes object (not of an `*.istio.io` group) labelled
+/// `app.kubernetes.io/managed-by: infermesh`: what `infermesh export istio` writes to
+/// run the ext_authz server (Deployment, Service, ConfigMap, …). It runs the mesh
+/// rather than describes it, so importing the export skips it; other kinds are errors.
+fn runs_the_mesh(doc: &Node) -> bool {
+    let text = |node: Option<&Node>| node.and_then(|n| n.value.scalar_text());
+    let api = text(lookup(doc, "apiVersion")).unwrap_or_default();
+    let istio = api
+        .split_once('/')
+        .is_some_and(|(group, _)| group.ends_with(".istio.io"));
+    let managed_by = lookup(doc, "metadata")
+        .and_then(|m| lookup(m, "labels"))
+        .and_then(|l| lookup(l, "app.kubernetes.io/managed-by"));
+    !istio && text(managed_by).as_deref() == Some("infermesh")
 }
 
 /// Removes [`UNSUPPORTED`] keys below `spec`, recording where they were.

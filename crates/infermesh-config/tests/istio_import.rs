@@ -238,3 +238,40 @@ fn unsupported_fields_are_listed_in_one_error_with_their_lines() {
         document 3.spec.portLevelMtls (line 35)";
     assert_eq!(e, expected);
 }
+
+/// What `infermesh export istio` writes to run the ext_authz server is skipped, so the
+/// export imports as it is; the same kinds without infermesh's label are still errors.
+#[test]
+fn the_exported_ext_authz_server_is_skipped_other_kubernetes_objects_refused() {
+    let server = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: infermesh-mesh, namespace: infermesh,
+           labels: {app.kubernetes.io/managed-by: infermesh}}
+data: {mesh.yaml: "workloads: []"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: infermesh-ext-authz, namespace: infermesh,
+           labels: {app.kubernetes.io/managed-by: infermesh}}
+spec: {replicas: 2}
+"#;
+    let istio = format!("{ISTIO}---{server}");
+    let c = load("server", MESH, &istio).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.models["half_plus_two"].route.split, [(1, 75), (2, 25)]);
+
+    let foreign = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x, namespace: ml}\n";
+    let e = load("foreign", MESH, &format!("{ISTIO}---\n{foreign}")).unwrap_err();
+    assert!(
+        e.contains(": apiVersion \"apps/v1\" is not security.istio.io/v1"),
+        "{e}"
+    );
+    // An Istio kind keeps its meaning whatever its labels (the DestinationRule here).
+    let labelled = ISTIO.replacen(
+        "metadata: {name: tfs, namespace: ml}",
+        "metadata: {name: tfs, namespace: ml, labels: {app.kubernetes.io/managed-by: infermesh}}",
+        1,
+    );
+    let c = load("labelled", MESH, &labelled).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.limits.connect_timeout, Duration::from_millis(500));
+}
