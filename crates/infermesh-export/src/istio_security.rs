@@ -32,8 +32,14 @@ use crate::{Export, Options, object};
 
 const SECURITY: &str = "security.istio.io/v1";
 
+/// Whether some policy uses model operations, so that the export delegates to the
+/// infermesh ext_authz provider (a CUSTOM policy per namespace).
+pub(crate) fn delegates(config: &MeshConfig) -> bool {
+    config.policies.iter().any(uses_model_operations)
+}
+
 pub(crate) fn export(config: &MeshConfig, options: &Options, export: &mut Export) {
-    let delegate = config.policies.iter().any(uses_model_operations);
+    let delegate = delegates(config);
     if delegate {
         export.notes.push(mesh_config_note(config, options));
         if config.policies.iter().any(|p| p.action == Action::Custom) {
@@ -126,7 +132,7 @@ fn mesh_config_note(config: &MeshConfig, options: &Options) -> String {
         "extensionProviders": [{
             "name": options.ext_authz_provider,
             "envoyExtAuthzGrpc": {
-                "service": options.ext_authz_service,
+                "service": options.ext_authz_host(),
                 "port": options.ext_authz_port,
                 // The whole gRPC body: a second ModelSpec after a cut would be merged
                 // by protobuf, so a partial body is denied (fail closed).

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use infermesh_config::{Address, MeshConfig, Model, Workload};
 use serde_json::{Value, json};
 
-use crate::k8s_pods::{self, MESH_CONFIGMAP};
+use crate::k8s_pods;
 use crate::names::{APP_LABEL, workload_namespaces};
 use crate::{Export, Options, object};
 
@@ -42,9 +42,7 @@ pub(crate) fn export(config: &MeshConfig, options: &Options, export: &mut Export
             .push(object("v1", "ServiceAccount", sa, Some(ns)));
     }
     for ns in &namespaces {
-        let mut cm = object("v1", "ConfigMap", MESH_CONFIGMAP, Some(ns));
-        cm["data"] = json!({"mesh.yaml": options.config_text});
-        export.documents.push(cm);
+        export.documents.push(k8s_pods::mesh_configmap(ns, options));
     }
     for w in config.workloads.values() {
         let models: Vec<&Model> = config
@@ -177,25 +175,13 @@ fn gateway(config: &MeshConfig, options: &Options, export: &mut Export) {
     let admin = gw.admin.map(|a| a.port());
     let mut all_ports = ports.clone();
     all_ports.extend(admin.map(|p| ("admin".to_owned(), p)));
-    let mut deploy = object("apps/v1", "Deployment", GATEWAY, ns);
-    deploy["spec"] = json!({
-        "replicas": options.gateway_replicas,
-        "selector": {"matchLabels": {APP_LABEL: GATEWAY}},
-        "template": {
-            "metadata": {"labels": labels(GATEWAY)},
-            "spec": {
-                "serviceAccountName": GATEWAY,
-                "automountServiceAccountToken": false,
-                "securityContext": k8s_pods::pod_security(),
-                "containers": [k8s_pods::gateway(&all_ports, admin, options)],
-                "volumes": [
-                    {"name": "mesh", "configMap": {"name": MESH_CONFIGMAP}},
-                    {"name": "state", "emptyDir": {}},
-                ],
-            },
-        },
-    });
-    export.documents.push(deploy);
+    let container = k8s_pods::gateway(&all_ports, admin, options);
+    export.documents.push(infermesh_deployment(
+        GATEWAY,
+        options,
+        options.gateway_replicas,
+        container,
+    ));
     let svc_ports: Vec<Value> = all_ports
         .iter()
         .map(|(name, p)| json!({"name": name, "port": p, "targetPort": p, "protocol": "TCP"}))
@@ -212,7 +198,45 @@ fn gateway(config: &MeshConfig, options: &Options, export: &mut Export) {
             "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
     });
     export.documents.push(hpa);
-    let mut pdb = object("policy/v1", "PodDisruptionBudget", GATEWAY, ns);
-    pdb["spec"] = json!({"minAvailable": 1, "selector": {"matchLabels": {APP_LABEL: GATEWAY}}});
-    export.documents.push(pdb);
+    export
+        .documents
+        .push(disruption_budget(GATEWAY, &options.system_namespace));
+}
+
+/// A Deployment `name` in the system namespace running one infermesh `container`
+/// (stateless: the mesh ConfigMap and an emptyDir), as the ServiceAccount `name`.
+pub(crate) fn infermesh_deployment(
+    name: &str,
+    options: &Options,
+    replicas: u32,
+    container: Value,
+) -> Value {
+    let mut deploy = object(
+        "apps/v1",
+        "Deployment",
+        name,
+        Some(&options.system_namespace),
+    );
+    deploy["spec"] = json!({
+        "replicas": replicas,
+        "selector": {"matchLabels": {APP_LABEL: name}},
+        "template": {
+            "metadata": {"labels": labels(name)},
+            "spec": {
+                "serviceAccountName": name,
+                "automountServiceAccountToken": false,
+                "securityContext": k8s_pods::pod_security(),
+                "containers": [container],
+                "volumes": k8s_pods::mesh_volumes(),
+            },
+        },
+    });
+    deploy
+}
+
+/// `minAvailable: 1` for the pods labelled `app: <name>`.
+pub(crate) fn disruption_budget(name: &str, namespace: &str) -> Value {
+    let mut pdb = object("policy/v1", "PodDisruptionBudget", name, Some(namespace));
+    pdb["spec"] = json!({"minAvailable": 1, "selector": {"matchLabels": {APP_LABEL: name}}});
+    pdb
 }

@@ -1,9 +1,11 @@
 //! Pod templates of the Kubernetes export: the infermesh sidecar, TensorFlow Serving
-//! (public image) and the gateway containers, with their volumes, probes, resources
-//! and the restricted security context (non-root, read-only root file system, no
-//! capabilities). Also the TF Serving `--model_config_file` derived from the models.
+//! (public image) and the gateway containers — and the ext_authz server's, which the
+//! Istio export writes — with their volumes, probes, resources and the restricted
+//! security context (non-root, read-only root file system, no capabilities). Also the
+//! `infermesh-mesh` ConfigMap they mount, and the TF Serving `--model_config_file`
+//! derived from the models.
 //!
-//! Volumes of a workload pod:
+//! Volumes of a workload pod (the gateway and ext_authz pods have `mesh` and `state`):
 //!
 //! | volume | mounted at | from |
 //! |---|---|---|
@@ -15,7 +17,7 @@
 use infermesh_config::{Address, Model, Workload};
 use serde_json::{Value, json};
 
-use crate::Options;
+use crate::{Options, object};
 
 pub(crate) const MESH_CONFIGMAP: &str = "infermesh-mesh";
 pub(crate) const MESH_PATH: &str = "/etc/infermesh/mesh.yaml";
@@ -32,6 +34,29 @@ pub(crate) fn pod_security() -> Value {
         "fsGroup": UID,
         "seccompProfile": {"type": "RuntimeDefault"},
     })
+}
+
+/// The `infermesh-mesh` ConfigMap of a namespace: the mesh.yaml text, verbatim.
+pub(crate) fn mesh_configmap(namespace: &str, options: &Options) -> Value {
+    let mut cm = object("v1", "ConfigMap", MESH_CONFIGMAP, Some(namespace));
+    cm["data"] = json!({"mesh.yaml": options.config_text});
+    cm
+}
+
+/// The volumes every infermesh pod has: `mesh` (the ConfigMap) and `state` (emptyDir).
+pub(crate) fn mesh_volumes() -> Vec<Value> {
+    vec![
+        json!({"name": "mesh", "configMap": {"name": MESH_CONFIGMAP}}),
+        json!({"name": "state", "emptyDir": {}}),
+    ]
+}
+
+/// Where an infermesh container mounts [`mesh_volumes`].
+fn mesh_mounts() -> Value {
+    json!([
+        {"name": "mesh", "mountPath": "/etc/infermesh", "readOnly": true},
+        {"name": "state", "mountPath": STATE_DIR},
+    ])
 }
 
 fn container_security() -> Value {
@@ -76,10 +101,7 @@ pub(crate) fn sidecar(w: &Workload, options: &Options) -> Value {
         "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10},
         "resources": resources(("100m", "1"), ("64Mi", "256Mi")),
         "securityContext": container_security(),
-        "volumeMounts": [
-            {"name": "mesh", "mountPath": "/etc/infermesh", "readOnly": true},
-            {"name": "state", "mountPath": STATE_DIR},
-        ],
+        "volumeMounts": mesh_mounts(),
     })
 }
 
@@ -119,10 +141,7 @@ pub(crate) fn tfserving(w: &Workload, models: &[&Model], options: &Options) -> V
 
 /// The volumes of a workload pod (see the module table).
 pub(crate) fn workload_volumes(w: &Workload, with_model_server: bool) -> Value {
-    let mut volumes = vec![
-        json!({"name": "mesh", "configMap": {"name": MESH_CONFIGMAP}}),
-        json!({"name": "state", "emptyDir": {}}),
-    ];
+    let mut volumes = mesh_volumes();
     if with_model_server {
         volumes.extend([
             json!({"name": "tfserving-config", "configMap": {"name": format!("{}-tfserving", w.name)}}),
@@ -149,10 +168,7 @@ pub(crate) fn gateway(ports: &[(String, u16)], admin: Option<u16>, options: &Opt
         "ports": container_ports,
         "resources": resources(("250m", "2"), ("128Mi", "512Mi")),
         "securityContext": container_security(),
-        "volumeMounts": [
-            {"name": "mesh", "mountPath": "/etc/infermesh", "readOnly": true},
-            {"name": "state", "mountPath": STATE_DIR},
-        ],
+        "volumeMounts": mesh_mounts(),
     });
     if let Some(admin) = admin {
         c["readinessProbe"] =
@@ -163,6 +179,33 @@ pub(crate) fn gateway(ports: &[(String, u16)], admin: Option<u16>, options: &Opt
         c["readinessProbe"] = json!({"tcpSocket": {"port": port}, "periodSeconds": 5});
     }
     c
+}
+
+/// `infermesh ext-authz --config /etc/infermesh/mesh.yaml --listen 0.0.0.0:PORT`.
+/// The server has no admin listener and no gRPC health service: the probes are TCP,
+/// and the port is bound only once the mesh file has loaded.
+pub(crate) fn ext_authz(port: u16, options: &Options) -> Value {
+    json!({
+        "name": "ext-authz",
+        "image": options.image,
+        "command": ["infermesh"],
+        "args": ext_authz_args(port),
+        "workingDir": STATE_DIR,
+        "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10},
+        "resources": resources(("250m", "2"), ("128Mi", "512Mi")),
+        "securityContext": container_security(),
+        "volumeMounts": mesh_mounts(),
+    })
+}
+
+/// The arguments of the ext_authz container (after the `infermesh` command).
+pub(crate) fn ext_authz_args(port: u16) -> Vec<String> {
+    let listen = format!("0.0.0.0:{port}");
+    ["ext-authz", "--config", MESH_PATH, "--listen", &listen]
+        .map(String::from)
+        .to_vec()
 }
 
 /// TF Serving's `--model_config_file` (text protobuf) for the models of a workload:

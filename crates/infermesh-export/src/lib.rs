@@ -6,6 +6,8 @@
 //! MeshConfig ──export_istio──▶ DestinationRule, VirtualService        (istio_routing)
 //!            │                 RequestAuthentication, PeerAuthentication,
 //!            │                 AuthorizationPolicy (+ CUSTOM → infermesh) (istio_security)
+//!            │                 + when delegating, the ext_authz server: ServiceAccount,
+//!            │                 ConfigMap, Deployment, Service, PDB     (istio_ext_authz)
 //!            └─export_k8s────▶ Namespace, ServiceAccount, ConfigMap, Deployment,
 //!                              Service, HPA, PDB, NetworkPolicy        (k8s, k8s_pods)
 //! ```
@@ -16,6 +18,7 @@
 //! labels, ports, volumes) are documented in `docs/istio.md` and `docs/kubernetes.md`.
 #![forbid(unsafe_code)]
 
+mod istio_ext_authz;
 mod istio_routing;
 mod istio_security;
 mod k8s;
@@ -34,16 +37,22 @@ pub struct Options {
     pub cluster_domain: String,
     /// Istio: the `extensionProviders[].name` of the infermesh ext_authz server.
     pub ext_authz_provider: String,
-    /// Istio: the ext_authz server's Service host and gRPC port.
-    pub ext_authz_service: String,
+    /// Istio: the ext_authz server's Service host; `None`: the Service the Istio
+    /// export writes, `infermesh-ext-authz.<system_namespace>.svc.<cluster_domain>`
+    /// (see [`Options::ext_authz_host`]). Another host means the server runs elsewhere,
+    /// and the export does not write one.
+    pub ext_authz_service: Option<String>,
+    /// Istio: the ext_authz server's gRPC port (the provider's, the Service's and the
+    /// server's `--listen` port).
     pub ext_authz_port: u16,
-    /// Kubernetes: the namespace of the gateway (and of the ext_authz server).
+    /// The namespace of the gateway (Kubernetes) and of the ext_authz server (Istio).
     pub system_namespace: String,
-    /// Kubernetes: the infermesh image (built from the repository's `Dockerfile`).
+    /// The infermesh image (built from the repository's `Dockerfile`) of the pods both
+    /// exports write.
     pub image: String,
     /// Kubernetes: TensorFlow Serving's public image.
     pub tfserving_image: String,
-    /// Kubernetes: the mesh.yaml text, put verbatim into the `infermesh-mesh` ConfigMap.
+    /// The mesh.yaml text, put verbatim into the `infermesh-mesh` ConfigMaps.
     pub config_text: String,
     /// Kubernetes: gateway replicas (also the HPA minimum) and the HPA maximum.
     pub gateway_replicas: u32,
@@ -54,8 +63,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             cluster_domain: "cluster.local".into(),
-            ext_authz_provider: "infermesh-ext-authz".into(),
-            ext_authz_service: "infermesh-ext-authz.infermesh.svc.cluster.local".into(),
+            ext_authz_provider: EXT_AUTHZ.into(),
+            ext_authz_service: None,
             ext_authz_port: 9191,
             system_namespace: "infermesh".into(),
             image: "infermesh:0.1.0".into(),
@@ -66,6 +75,28 @@ impl Default for Options {
         }
     }
 }
+
+impl Options {
+    /// The host of the ext_authz provider: `ext_authz_service`, else the Service the
+    /// Istio export writes.
+    pub fn ext_authz_host(&self) -> String {
+        self.ext_authz_service
+            .clone()
+            .unwrap_or_else(|| self.exported_ext_authz_host())
+    }
+
+    /// `infermesh-ext-authz.<system_namespace>.svc.<cluster_domain>`.
+    pub(crate) fn exported_ext_authz_host(&self) -> String {
+        format!(
+            "{EXT_AUTHZ}.{}.svc.{}",
+            self.system_namespace, self.cluster_domain
+        )
+    }
+}
+
+/// The name of the ext_authz server's Deployment, Service, ServiceAccount and PDB
+/// (and the default provider name).
+pub const EXT_AUTHZ: &str = "infermesh-ext-authz";
 
 /// Exported resources, plus notes for the reader (written as `#` comments).
 #[derive(Clone, Debug, Default)]
@@ -111,11 +142,15 @@ impl Export {
 
 /// Istio resources for the mesh's routing and security, for a cluster where Istio's
 /// sidecars sit in front of TF Serving pods labelled `app: <workload>` and
-/// `version: "<n>"` (see `docs/istio.md`).
+/// `version: "<n>"` (see `docs/istio.md`); and, when model-aware policies are
+/// delegated to the ext_authz provider, the Kubernetes objects that run that server.
 pub fn export_istio(config: &MeshConfig, options: &Options) -> Export {
     let mut export = Export::default();
     istio_routing::export(config, options, &mut export);
     istio_security::export(config, options, &mut export);
+    if istio_security::delegates(config) {
+        istio_ext_authz::export(options, &mut export);
+    }
     export
 }
 

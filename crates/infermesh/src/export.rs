@@ -22,7 +22,8 @@ pub struct ExportArgs {
 pub enum ExportTarget {
     /// VirtualService, DestinationRule (a subset per model version, pods labelled
     /// `version: "<n>"`), RequestAuthentication, PeerAuthentication (STRICT) and
-    /// AuthorizationPolicy; model-aware rules go to the infermesh ext_authz provider.
+    /// AuthorizationPolicy; model-aware rules go to the infermesh ext_authz provider,
+    /// whose server (Deployment, Service, PodDisruptionBudget) is exported with them.
     Istio(ExportFlags),
     /// Namespaces, ServiceAccounts, the mesh.yaml ConfigMap, a Deployment per workload
     /// (TF Serving + infermesh sidecar), headless Services, NetworkPolicies, and the
@@ -44,19 +45,18 @@ pub struct ExportFlags {
     /// Istio: the ext_authz extension provider's name.
     #[arg(long, default_value = "infermesh-ext-authz")]
     pub ext_authz_provider: String,
-    /// Istio: the ext_authz server's Service host.
-    #[arg(
-        long,
-        default_value = "infermesh-ext-authz.infermesh.svc.cluster.local"
-    )]
-    pub ext_authz_service: String,
-    /// Istio: the ext_authz server's gRPC port.
+    /// Istio: the ext_authz server's Service host [default: the exported Service,
+    /// infermesh-ext-authz.<--namespace>.svc.<--cluster-domain>]. Another host: the
+    /// server runs elsewhere and is not exported.
+    #[arg(long)]
+    pub ext_authz_service: Option<String>,
+    /// Istio: the ext_authz server's gRPC port (provider, Service and server).
     #[arg(long, default_value_t = 9191)]
     pub ext_authz_port: u16,
-    /// Kubernetes: the namespace of the gateway.
+    /// The namespace of the gateway (k8s) and of the ext_authz server (istio).
     #[arg(long, default_value = "infermesh")]
     pub namespace: String,
-    /// Kubernetes: the infermesh image (see the repository's Dockerfile).
+    /// The infermesh image of the exported pods (see the repository's Dockerfile).
     #[arg(long, default_value = "infermesh:0.1.0")]
     pub image: String,
     /// Kubernetes: the TensorFlow Serving image.
@@ -107,4 +107,55 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         None => print!("{yaml}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::{Cli, Command};
+
+    /// The ext_authz Deployment `export istio` writes runs a command line this binary
+    /// accepts: its args parse with the real CLI into `ext-authz` listening on the
+    /// port of the Service and of the probes.
+    #[test]
+    fn the_exported_ext_authz_args_parse_with_the_cli() {
+        let path = crate::mesh::locate(std::path::Path::new("examples/quickstart/mesh.yaml"));
+        let config = infermesh_config::load(&path).expect("quickstart mesh");
+        let options = infermesh_export::Options {
+            ext_authz_port: 9300,
+            ..Default::default()
+        };
+        let export = infermesh_export::export_istio(&config, &options);
+        let deploy = export
+            .documents
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "infermesh-ext-authz")
+            .expect("the ext_authz Deployment");
+        let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["command"], serde_json::json!(["infermesh"]));
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let cli = Cli::try_parse_from(std::iter::once("infermesh").chain(args))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::ExtAuthz(parsed) = cli.command else {
+            panic!("not ext-authz: {:?}", cli.command);
+        };
+        assert_eq!(
+            parsed.config,
+            std::path::Path::new("/etc/infermesh/mesh.yaml")
+        );
+        assert_eq!(parsed.listen, "0.0.0.0:9300".parse().unwrap());
+        assert_eq!(c["readinessProbe"]["tcpSocket"]["port"], 9300);
+        let svc = export
+            .documents
+            .iter()
+            .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "infermesh-ext-authz")
+            .expect("the ext_authz Service");
+        assert_eq!(svc["spec"]["ports"][0]["port"], 9300);
+    }
 }

@@ -50,6 +50,21 @@ pub fn strict(schema: &mut Value) {
     }
 }
 
+/// Whether a document is of an Istio API group (`*.istio.io`): the kinds the CRD file
+/// has. The export's other documents (the ext_authz server's Deployment, Service, …)
+/// are core Kubernetes kinds, validated by `tests/interop/k8s/validate.sh`.
+pub fn is_istio(doc: &Value) -> bool {
+    doc["apiVersion"]
+        .as_str()
+        .and_then(|api| api.split_once('/'))
+        .is_some_and(|(group, _)| group.ends_with(".istio.io"))
+}
+
+/// The Istio documents of an export (see [`is_istio`]).
+pub fn istio_documents(docs: &[Value]) -> impl Iterator<Item = &Value> {
+    docs.iter().filter(|d| is_istio(d))
+}
+
 /// Validation errors of one document against its kind's (strict) CRD schema.
 pub fn errors(crds: &[Value], doc: &Value) -> Vec<String> {
     let api = doc["apiVersion"].as_str().unwrap();
