@@ -24,6 +24,12 @@ mod validate;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: allocation and free were ~14% of a loaded
+/// mesh's CPU samples with glibc (per-thread arenas, `malloc_consolidate`); see
+/// bench/README.md, "Allocator".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.log_format);
