@@ -97,7 +97,8 @@ pub(crate) struct Acc {
 /// issuers join the mesh's own, after them (an issuer repeated identically, as an
 /// export per namespace does, counts once); their VirtualServices, DestinationRules
 /// and PeerAuthentications set routes and mTLS modes ([`crate::istio_apply`],
-/// [`crate::istio_peer`]). Their errors name their own file and line.
+/// [`crate::istio_peer`]). Their errors name their own file and line. Returns the
+/// entries as written (for `MeshConfig::istio_files`).
 pub(crate) fn istio_files(
     cx: &mut Cx,
     node: &crate::yaml::Node,
@@ -106,9 +107,10 @@ pub(crate) fn istio_files(
     issuers: &mut Vec<crate::security::Issuer>,
     target: Target<'_>,
     given: &Given,
-) {
+) -> Vec<String> {
+    let mut names = Vec::new();
     let Some(items) = crate::read::list(cx, node, "istio_files") else {
-        return;
+        return names;
     };
     let mut docs = crate::istio::Documents::default();
     for (i, item) in items.iter().enumerate() {
@@ -116,6 +118,7 @@ pub(crate) fn istio_files(
         let Some(name) = crate::read::string(cx, item, &path) else {
             continue;
         };
+        names.push(name.clone());
         let file = base_dir.join(&name);
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
@@ -164,6 +167,7 @@ pub(crate) fn istio_files(
         given,
         &mut cx.errors,
     );
+    names
 }
 
 pub(crate) fn apply(

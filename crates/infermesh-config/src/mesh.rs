@@ -141,6 +141,7 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
     let mut outlier_detection = top
         .opt(cx, "outlier_detection", outlier)
         .unwrap_or_default();
+    let mut istio_files = Vec::new();
     if let Some(n) = top.get("istio_files") {
         let line = |n: &Node| (source.display().to_string(), n.at.line);
         let given = crate::istio_apply::Given {
@@ -164,7 +165,7 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
             limits: &mut limits,
             outlier: &mut outlier_detection,
         };
-        crate::istio_apply::istio_files(
+        istio_files = crate::istio_apply::istio_files(
             cx,
             n,
             &base_dir,
@@ -187,6 +188,7 @@ pub(crate) fn mesh(cx: &mut Cx, root: &Node, source: &Path) -> Option<MeshConfig
         issuers,
         dev_issuer: top.opt(cx, "dev_issuer", crate::dev_issuer::dev_issuer),
         policies,
+        istio_files,
         authz: top
             .opt(cx, "authorization", crate::policies::authorization)
             .unwrap_or_default(),

@@ -29,6 +29,9 @@ pub struct MeshConfig {
     pub dev_issuer: Option<crate::security::DevIssuerConfig>,
     /// Authorization policies, in file order.
     pub policies: Vec<crate::security::Policy>,
+    /// The `istio_files` entries as written (relative to the mesh file's directory,
+    /// or absolute), in file order: what `export` carries into the ConfigMap.
+    pub istio_files: Vec<String>,
     pub authz: crate::security::AuthzSettings,
     /// Access log and trace export (`telemetry:`).
     pub telemetry: crate::telemetry::Telemetry,

@@ -110,7 +110,7 @@ fn workload(w: &Workload, models: &[&Model], options: &Options, export: &mut Exp
                 "automountServiceAccountToken": false,
                 "securityContext": k8s_pods::pod_security(),
                 "containers": containers,
-                "volumes": k8s_pods::workload_volumes(w, in_pod),
+                "volumes": k8s_pods::workload_volumes(w, in_pod, options),
             },
         },
     });
@@ -227,7 +227,7 @@ pub(crate) fn infermesh_deployment(
                 "automountServiceAccountToken": false,
                 "securityContext": k8s_pods::pod_security(),
                 "containers": [container],
-                "volumes": k8s_pods::mesh_volumes(),
+                "volumes": k8s_pods::mesh_volumes(options),
             },
         },
     });

@@ -36,17 +36,45 @@ pub(crate) fn pod_security() -> Value {
     })
 }
 
-/// The `infermesh-mesh` ConfigMap of a namespace: the mesh.yaml text, verbatim.
+/// The `infermesh-mesh` ConfigMap of a namespace: the mesh.yaml text, verbatim, and
+/// the files it names (`istio_files`) under keys of their own.
 pub(crate) fn mesh_configmap(namespace: &str, options: &Options) -> Value {
     let mut cm = object("v1", "ConfigMap", MESH_CONFIGMAP, Some(namespace));
-    cm["data"] = json!({"mesh.yaml": options.config_text});
+    let mut data = serde_json::Map::new();
+    data.insert("mesh.yaml".into(), json!(options.config_text));
+    for (i, (name, text)) in options.files.iter().enumerate() {
+        data.insert(file_key(i, name), json!(text));
+    }
+    cm["data"] = Value::Object(data);
     cm
 }
 
-/// The volumes every infermesh pod has: `mesh` (the ConfigMap) and `state` (emptyDir).
-pub(crate) fn mesh_volumes() -> Vec<Value> {
+/// The ConfigMap key of the `i`th extra file: keys allow only `[-._a-zA-Z0-9]`, and
+/// the index keeps `a/b.yaml` and `a_b.yaml` apart.
+fn file_key(i: usize, name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("file-{i}-{safe}")
+}
+
+/// The volumes every infermesh pod has: `mesh` (the ConfigMap: mesh.yaml, and each
+/// extra file at the path mesh.yaml names it by) and `state` (emptyDir).
+pub(crate) fn mesh_volumes(options: &Options) -> Vec<Value> {
+    let mut config_map = json!({"name": MESH_CONFIGMAP});
+    if !options.files.is_empty() {
+        let mut items = vec![json!({"key": "mesh.yaml", "path": "mesh.yaml"})];
+        for (i, (name, _)) in options.files.iter().enumerate() {
+            items.push(json!({"key": file_key(i, name), "path": name}));
+        }
+        config_map["items"] = Value::Array(items);
+    }
     vec![
-        json!({"name": "mesh", "configMap": {"name": MESH_CONFIGMAP}}),
+        json!({"name": "mesh", "configMap": config_map}),
         json!({"name": "state", "emptyDir": {}}),
     ]
 }
@@ -140,8 +168,8 @@ pub(crate) fn tfserving(w: &Workload, models: &[&Model], options: &Options) -> V
 }
 
 /// The volumes of a workload pod (see the module table).
-pub(crate) fn workload_volumes(w: &Workload, with_model_server: bool) -> Value {
-    let mut volumes = mesh_volumes();
+pub(crate) fn workload_volumes(w: &Workload, with_model_server: bool, options: &Options) -> Value {
+    let mut volumes = mesh_volumes(options);
     if with_model_server {
         volumes.extend([
             json!({"name": "tfserving-config", "configMap": {"name": format!("{}-tfserving", w.name)}}),

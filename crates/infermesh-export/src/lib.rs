@@ -54,6 +54,10 @@ pub struct Options {
     pub tfserving_image: String,
     /// The mesh.yaml text, put verbatim into the `infermesh-mesh` ConfigMaps.
     pub config_text: String,
+    /// The other files mesh.yaml reads (its `istio_files`): the name it gives each
+    /// (relative to its directory, without `..`) and the text. They go into the same
+    /// ConfigMaps and are mounted beside mesh.yaml under those names.
+    pub files: Vec<(String, String)>,
     /// Kubernetes: gateway replicas (also the HPA minimum) and the HPA maximum.
     pub gateway_replicas: u32,
     pub gateway_max_replicas: u32,
@@ -70,6 +74,7 @@ impl Default for Options {
             image: "infermesh:0.1.0".into(),
             tfserving_image: "tensorflow/serving:2.18.0".into(),
             config_text: String::new(),
+            files: Vec::new(),
             gateway_replicas: 2,
             gateway_max_replicas: 10,
         }

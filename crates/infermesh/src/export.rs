@@ -64,6 +64,39 @@ pub struct ExportFlags {
     pub tfserving_image: String,
 }
 
+/// The files mesh.yaml names (`istio_files`), read for the ConfigMap that carries
+/// them beside mesh.yaml. A name that would land outside the mounted directory
+/// (absolute, or with `..`) cannot be carried: refused, with the reason.
+fn carried_files(
+    config: &infermesh_config::MeshConfig,
+    mesh: &std::path::Path,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use std::path::Component;
+    let base = mesh.parent().unwrap_or(std::path::Path::new("."));
+    let mut files = Vec::new();
+    for name in &config.istio_files {
+        let inside = std::path::Path::new(name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            return Err(InvalidConfig::error(format!(
+                "istio_files entry `{name}`: the export mounts mesh.yaml and the files it \
+                 names in one directory, so each must be a path inside mesh.yaml's \
+                 directory (no absolute path, no `..`)"
+            )));
+        }
+        let file = base.join(name);
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| InvalidConfig::error(format!("cannot read {}: {e}", file.display())))?;
+        let clean: std::path::PathBuf = std::path::Path::new(name)
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        files.push((clean.to_string_lossy().into_owned(), text));
+    }
+    Ok(files)
+}
+
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let (istio, flags) = match args.target {
         ExportTarget::Istio(flags) => (true, flags),
@@ -83,6 +116,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         image: flags.image,
         tfserving_image: flags.tfserving_image,
         config_text: text,
+        files: carried_files(&config, &path)?,
         ..Options::default()
     };
     let export = if istio {

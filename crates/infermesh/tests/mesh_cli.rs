@@ -2,7 +2,7 @@
 //! started and stops gracefully on SIGINT (exit 0, in-flight requests answered);
 //! `gateway` and `sidecar` stop on SIGTERM with exit 0; an invalid mesh.yaml makes
 //! every mesh command exit 64 with `file:line:column` errors on stderr; `schema` prints
-//! the committed docs/mesh.schema.json.
+//! the committed docs/mesh.schema.json; `export` carries the files mesh.yaml names.
 
 mod common;
 
@@ -333,4 +333,96 @@ fn schema_prints_the_committed_schema() {
     let (status, _, stderr) = run_to_end(&args, cwd, Duration::from_secs(30));
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write"), "{stderr}");
+}
+
+/// `export k8s` puts the `istio_files` mesh.yaml names into its ConfigMap and mounts
+/// each at the path mesh.yaml gives it: the directory a pod sees (rebuilt here from the
+/// ConfigMap and the volume's items) validates. A name outside mesh.yaml's directory
+/// is refused with exit 64.
+#[test]
+fn export_carries_the_istio_files_mesh_yaml_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mesh = fs::read_to_string(root.join("examples/kubernetes/mesh.yaml")).unwrap();
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                  metadata: {name: deny-canary, namespace: ml}\n\
+                  spec:\n  action: DENY\n  rules:\n  - to:\n    - operation:\n\
+                  \x20       paths: [/v1/models/half_plus_two/labels/canary*]\n";
+    fs::create_dir(dir.path().join("istio")).unwrap();
+    fs::write(dir.path().join("istio/deny.yaml"), policy).unwrap();
+    let with_files = format!("{mesh}\nistio_files: [./istio/deny.yaml]\n");
+    fs::write(dir.path().join("mesh.yaml"), &with_files).unwrap();
+    let out = dir.path().join("k8s.yaml");
+    let args: Vec<String> = ["export", "k8s", "--config", "mesh.yaml", "-o", "k8s.yaml"]
+        .map(String::from)
+        .into();
+    let (status, stdout, stderr) = run_to_end(&args, dir.path(), Duration::from_secs(30));
+    assert!(status.success(), "{stdout}{stderr}");
+
+    let text = fs::read_to_string(&out).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let gateway = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "infermesh-gateway")
+        .expect("gateway Deployment");
+    let volumes = gateway["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let mesh_volume = volumes.iter().find(|v| v["name"] == "mesh").unwrap();
+    let config_map = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap"
+                && d["metadata"]["name"] == mesh_volume["configMap"]["name"]
+                && d["metadata"]["namespace"] == gateway["metadata"]["namespace"]
+        })
+        .expect("the gateway's mesh ConfigMap");
+    // What the kubelet would mount at /etc/infermesh.
+    let mounted = tempfile::tempdir().unwrap();
+    let items = mesh_volume["configMap"]["items"].as_array().expect("items");
+    for item in items {
+        let path = mounted.path().join(item["path"].as_str().unwrap());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let key = item["key"].as_str().unwrap();
+        fs::write(
+            &path,
+            config_map["data"][key].as_str().expect("key in data"),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        fs::read_to_string(mounted.path().join("istio/deny.yaml")).unwrap(),
+        policy
+    );
+    let mounted_mesh = mounted.path().join("mesh.yaml").display().to_string();
+    let (status, stdout, stderr) = run_to_end(
+        &[
+            "policy".into(),
+            "check".into(),
+            "--config".into(),
+            mounted_mesh,
+            "--request".into(),
+            "POST /v1/models/half_plus_two/labels/canary:predict".into(),
+        ],
+        mounted.path(),
+        Duration::from_secs(30),
+    );
+    assert!(
+        status.success() && stdout.contains("DENY") && stdout.contains("deny-canary"),
+        "the carried DENY policy decides in the mounted directory: {status:?}\n{stdout}{stderr}"
+    );
+
+    // A file outside mesh.yaml's directory cannot be mounted beside it: refused.
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    let outside = format!("{mesh}\nistio_files: [../istio/deny.yaml]\n");
+    fs::write(dir.path().join("sub/mesh.yaml"), outside).unwrap();
+    let args: Vec<String> = ["export", "k8s", "--config", "sub/mesh.yaml"]
+        .map(String::from)
+        .into();
+    let (status, _, stderr) = run_to_end(&args, dir.path(), Duration::from_secs(30));
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("istio_files entry `../istio/deny.yaml`"),
+        "{stderr}"
+    );
 }

@@ -115,6 +115,7 @@ pub fn mesh(sidecar: SocketAddr, upstream: SocketAddr) -> MeshConfig {
         issuers: Vec::new(),
         dev_issuer: None,
         policies: Vec::new(),
+        istio_files: Vec::new(),
         authz: AuthzSettings {
             default_deny: false,
             ..AuthzSettings::default()
