@@ -214,17 +214,7 @@ fn mesh_form(policy: &Policy) -> Value {
             let mut m = Map::new();
             let from: Vec<Value> = r.from.iter().map(mesh_source).collect();
             let to: Vec<Value> = r.to.iter().map(mesh_operation).collect();
-            let when: Vec<Value> = r
-                .when
-                .iter()
-                .map(|c| {
-                    let mut m = Map::new();
-                    m.insert("key".into(), Value::from(c.key.as_str()));
-                    put(&mut m, "values", &c.values);
-                    put(&mut m, "not_values", &c.not_values);
-                    Value::Object(m)
-                })
-                .collect();
+            let when: Vec<Value> = r.when.iter().map(|c| condition(c, "not_values")).collect();
             for (key, list) in [("from", from), ("to", to), ("when", when)] {
                 if !list.is_empty() {
                     m.insert(key.into(), Value::Array(list));
@@ -356,17 +346,7 @@ fn rule(r: &Rule) -> Value {
         out.insert("to".into(), Value::Array(to));
     }
     if !r.when.is_empty() {
-        let when: Vec<Value> = r
-            .when
-            .iter()
-            .map(|c| {
-                let mut m = Map::new();
-                m.insert("key".into(), Value::from(c.key.as_str()));
-                put(&mut m, "values", &c.values);
-                put(&mut m, "notValues", &c.not_values);
-                Value::Object(m)
-            })
-            .collect();
+        let when: Vec<Value> = r.when.iter().map(|c| condition(c, "notValues")).collect();
         out.insert("when".into(), Value::Array(when));
     }
     Value::Object(out)
@@ -397,6 +377,16 @@ fn operation(op: &Operation) -> Map<String, Value> {
     put(&mut m, "paths", &op.paths);
     put(&mut m, "notPaths", &op.not_paths);
     m
+}
+
+/// A `when` condition; `not_key` is the negated values' key in the target's casing
+/// (`notValues` in Istio's spec, `not_values` in mesh.yaml's annotation form).
+fn condition(c: &infermesh_config::Condition, not_key: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("key".into(), Value::from(c.key.as_str()));
+    put(&mut m, "values", &c.values);
+    put(&mut m, not_key, &c.not_values);
+    Value::Object(m)
 }
 
 fn put(m: &mut Map<String, Value>, key: &str, values: &[String]) {
