@@ -207,6 +207,15 @@ struct Series {
     response_bytes: Histogram,
 }
 
+impl Series {
+    fn observe(&self, o: &Observation) {
+        self.requests.inc();
+        self.duration.observe(o.duration_ms);
+        self.request_bytes.observe(o.request_bytes as f64);
+        self.response_bytes.observe(o.response_bytes as f64);
+    }
+}
+
 /// One request's numbers for the Istio metrics.
 #[derive(Clone, Copy, Debug)]
 pub struct Observation {
@@ -426,34 +435,34 @@ impl Metrics {
     /// Counts one request in Istio's four metrics.
     pub fn observe(&self, labels: &LabelRefs<'_>, o: Observation) {
         let key = labels.key();
-        let found = {
+        {
+            // The common case: a known series, updated under the read lock (no clone
+            // of its four handles: eight reference-count updates on cache lines that
+            // both worker threads share).
             let map = self.series.read().unwrap_or_else(|e| e.into_inner());
-            map.get(&key)
+            if let Some((_, series)) = map
+                .get(&key)
                 .and_then(|list| list.iter().find(|(l, _)| labels.matches(l)))
-                .map(|(_, s)| s.clone())
-        };
-        let series = match found {
-            Some(s) => s,
-            None => {
-                let owned = labels.owned();
-                let s = Series {
-                    requests: self.requests.get_or_create(&owned).clone(),
-                    duration: self.duration.get_or_create(&owned).clone(),
-                    request_bytes: self.request_bytes.get_or_create(&owned).clone(),
-                    response_bytes: self.response_bytes.get_or_create(&owned).clone(),
-                };
-                let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
-                let list = map.entry(key).or_default();
-                if !list.iter().any(|(l, _)| labels.matches(l)) {
-                    list.push((owned, s.clone()));
-                }
-                s
+            {
+                series.observe(&o);
+                return;
             }
+        }
+        // A new label set: its four series are created once (the families own them).
+        let owned = labels.owned();
+        let series = Series {
+            requests: self.requests.get_or_create(&owned).clone(),
+            duration: self.duration.get_or_create(&owned).clone(),
+            request_bytes: self.request_bytes.get_or_create(&owned).clone(),
+            response_bytes: self.response_bytes.get_or_create(&owned).clone(),
         };
-        series.requests.inc();
-        series.duration.observe(o.duration_ms);
-        series.request_bytes.observe(o.request_bytes as f64);
-        series.response_bytes.observe(o.response_bytes as f64);
+        let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let list = map.entry(key).or_default();
+        if !list.iter().any(|(l, _)| labels.matches(l)) {
+            list.push((owned, series.clone()));
+        }
+        drop(map);
+        series.observe(&o);
     }
 
     /// Whether a request's signature name may be a label value: one of the first 16
