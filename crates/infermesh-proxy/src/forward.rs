@@ -4,12 +4,15 @@
 //! timeouts and endpoint choice are the caller's ([`crate::attempts`]).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -55,8 +58,9 @@ pub enum SendError {
     /// The request body went over the size limit while it was sent.
     BodyTooLarge,
     /// The upstream closed the connection while the request was still being written
-    /// (a broken pipe: it answered early or went away). The request never reached it
-    /// whole, so it was not served: as safe to retry as a connect failure.
+    /// (a broken pipe, or the connection closed before any response while the body
+    /// was not all sent: it answered early or went away). The request never reached
+    /// it whole, so it was not served: as safe to retry as a connect failure.
     Refused(String),
     /// The request may have reached the upstream.
     Other(String),
@@ -106,6 +110,7 @@ impl Clients {
         let uri: Uri = format!("{scheme}://{addr}{}", outbound.path_and_query)
             .parse()
             .map_err(|e| SendError::Other(format!("invalid upstream uri: {e}")))?;
+        let (body, sent_whole) = SentWhole::wrap(body);
         let mut request = Request::new(body);
         *request.method_mut() = outbound.method.clone();
         *request.uri_mut() = uri;
@@ -136,6 +141,13 @@ impl Clients {
             Err(e) if e.is_connect() => Err(SendError::Connect(chain(&e))),
             Err(e) if limit_in_chain(&e) => Err(SendError::BodyTooLarge),
             Err(e) if broken_pipe_in_chain(&e) => Err(SendError::Refused(chain(&e))),
+            // The upstream closed the connection before the request body was all
+            // sent: it answered early (e.g. a sidecar's 503 when its model server is
+            // down, which the close's reset then discards) or went away — either way
+            // it did not serve this request.
+            Err(e) if closed_in_chain(&e) && !sent_whole.load(Ordering::Relaxed) => {
+                Err(SendError::Refused(chain(&e)))
+            }
             Err(e) => Err(SendError::Other(chain(&e))),
         }
     }
@@ -172,6 +184,65 @@ fn broken_pipe_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
         cause = err.source();
     }
     false
+}
+
+/// Whether hyper saw the connection close before a whole response arrived.
+fn closed_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// An attempt's request body that notes when it has been sent to its end.
+struct SentWhole {
+    inner: ProxyBody,
+    done: Arc<AtomicBool>,
+}
+
+impl SentWhole {
+    fn wrap(inner: ProxyBody) -> (ProxyBody, Arc<AtomicBool>) {
+        let done = Arc::new(AtomicBool::new(false));
+        let body = SentWhole {
+            inner,
+            done: done.clone(),
+        };
+        (body.boxed(), done)
+    }
+}
+
+impl hyper::body::Body for SentWhole {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, BoxError>>> {
+        let polled = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if polled.is_none() {
+            self.done.store(true, Ordering::Relaxed);
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.done.store(true, Ordering::Relaxed);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// An error and its causes on one line (for clients: no addresses of internals

@@ -302,15 +302,12 @@ fn silent_backend_gives_504_at_the_route_timeout() {
     assert_ok(&mesh, "half_plus_two beside the silent backend");
 }
 
-/// BUG (fails today): a model server that is down must be answered with 503 /
-/// `upstream-connect` whatever the body size. The sidecar answers 503 as soon as the
-/// connect is refused, without reading the request body, and closes the connection;
-/// the gateway, still streaming the body to the sidecar, fails with EPIPE and answers
-/// 502 `upstream` ("error writing a body to connection: Broken pipe") instead of
-/// relaying the sidecar's 503. Here 9 to 17 of 40 predicts with a 4 MiB body get the
-/// 502 in each run; curl (`-H 'Expect:'`) sees it for ~40% of 1 MB bodies; with small
-/// bodies it is a rare race (it made
-/// `killed_model_server_gives_503_then_recovers_on_restart` fail once in 9 runs).
+/// A model server that is down is answered 503 / `upstream-connect` whatever the body
+/// size. The sidecar answers 503 as soon as the connect is refused, without reading
+/// the request body, and closes the connection; the gateway, still streaming the body,
+/// sees a broken pipe — or, when the close's reset discards the sidecar's answer, the
+/// connection closed before a response — and must not turn that into a 502: the
+/// request never reached the sidecar whole (forward.rs, `SendError::Refused`).
 #[test]
 fn dead_model_server_gives_503_for_large_bodies_too() {
     // A workload whose model server is not running: nothing listens on its ports.
