@@ -322,18 +322,7 @@ pub(crate) fn destination_rule(
                     "maxEjectionPercent",
                 ];
                 let of = istio_fields(cx, n, p, &keys, refused)?;
-                let d = crate::model::OutlierDetection::default();
-                let od = crate::model::OutlierDetection {
-                    consecutive_failures: of
-                        .opt(cx, "consecutive5xxErrors", uint32(1, u32::MAX))
-                        .unwrap_or(d.consecutive_failures),
-                    base_ejection: of
-                        .opt(cx, "baseEjectionTime", istio_duration)
-                        .unwrap_or(d.base_ejection),
-                    max_ejection_percent: of
-                        .opt(cx, "maxEjectionPercent", uint32(0, 100))
-                        .unwrap_or(d.max_ejection_percent),
-                };
+                let od = crate::mesh::outlier_from(cx, &of, &keys, istio_duration);
                 Some((od, n.at))
             });
         }

@@ -493,18 +493,28 @@ fn limits(cx: &mut Cx, node: &Node, path: &str) -> Option<Limits> {
 
 fn outlier(cx: &mut Cx, node: &Node, path: &str) -> Option<OutlierDetection> {
     let f = Fields::read(cx, node, path, OUTLIER_KEYS)?;
+    Some(outlier_from(cx, &f, OUTLIER_KEYS, duration))
+}
+
+/// Outlier detection from a mapping whose three keys (consecutive failures, base
+/// ejection, max ejection percent) are named `keys` — mesh.yaml's or a
+/// DestinationRule's — with durations read by `duration`; absent keys take defaults.
+pub(crate) fn outlier_from(
+    cx: &mut Cx,
+    f: &Fields<'_>,
+    keys: &[&str],
+    duration: fn(&mut Cx, &Node, &str) -> Option<Duration>,
+) -> OutlierDetection {
     let d = OutlierDetection::default();
-    Some(OutlierDetection {
+    OutlierDetection {
         consecutive_failures: f
-            .opt(cx, "consecutive_failures", uint32(1, u32::MAX))
+            .opt(cx, keys[0], uint32(1, u32::MAX))
             .unwrap_or(d.consecutive_failures),
-        base_ejection: f
-            .opt(cx, "base_ejection", duration)
-            .unwrap_or(d.base_ejection),
+        base_ejection: f.opt(cx, keys[1], duration).unwrap_or(d.base_ejection),
         max_ejection_percent: f
-            .opt(cx, "max_ejection_percent", uint32(0, 100))
+            .opt(cx, keys[2], uint32(0, 100))
             .unwrap_or(d.max_ejection_percent),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -75,23 +75,24 @@ fn carried_files(
     let base = mesh.parent().unwrap_or(std::path::Path::new("."));
     let mut files = Vec::new();
     for name in &config.istio_files {
-        let inside = std::path::Path::new(name)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        if !inside {
-            return Err(InvalidConfig::error(format!(
-                "istio_files entry `{name}`: the export mounts mesh.yaml and the files it \
-                 names in one directory, so each must be a path inside mesh.yaml's \
-                 directory (no absolute path, no `..`)"
-            )));
+        // The path it is mounted at: `./` dropped, anything leaving the directory refused.
+        let mut clean = std::path::PathBuf::new();
+        for part in std::path::Path::new(name).components() {
+            match part {
+                Component::Normal(p) => clean.push(p),
+                Component::CurDir => {}
+                _ => {
+                    return Err(InvalidConfig::error(format!(
+                        "istio_files entry `{name}`: the export mounts mesh.yaml and the \
+                         files it names in one directory, so each must be a path inside \
+                         mesh.yaml's directory (no absolute path, no `..`)"
+                    )));
+                }
+            }
         }
         let file = base.join(name);
         let text = std::fs::read_to_string(&file)
             .map_err(|e| InvalidConfig::error(format!("cannot read {}: {e}", file.display())))?;
-        let clean: std::path::PathBuf = std::path::Path::new(name)
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
         files.push((clean.to_string_lossy().into_owned(), text));
     }
     Ok(files)
