@@ -149,6 +149,6 @@ fn is_unavailable(response: &Response<ProxyBody>) -> bool {
     response.status() == StatusCode::SERVICE_UNAVAILABLE
         || response
             .headers()
-            .get("grpc-status")
+            .get(crate::respond::GRPC_STATUS)
             .is_some_and(|v| v.as_bytes() == b"14")
 }

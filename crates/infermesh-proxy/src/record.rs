@@ -68,8 +68,7 @@ impl Exchange {
         let mut rng = fastrand::Rng::new();
         let headers = request.headers_mut();
         let request_id = context::request_id(headers, &mut rng);
-        let trace = TraceContext::extract(headers, sampling, &mut rng);
-        trace.inject(headers);
+        let trace = TraceContext::continue_from(headers, sampling, &mut rng);
         let request_bytes = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
@@ -195,7 +194,12 @@ impl Drop for Recorded {
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    headers
+        .get(crate::respond::GRPC_STATUS)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// How a response body ended.

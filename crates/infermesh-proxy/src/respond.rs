@@ -17,6 +17,10 @@ pub const ERROR_HEADER: HeaderName = HeaderName::from_static("x-infermesh-error"
 /// Set on responses to model requests: the model version that served.
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-infermesh-model-version");
 
+/// gRPC's status, in trailers or in a trailers-only response's headers (a parsed name:
+/// looking it up by `&str` would parse and validate the name on every request).
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 /// What a denied request is told, REST and gRPC alike: Istio's wording, nothing
 /// about the policies.
 pub const DENIED_MESSAGE: &str = "RBAC: access denied";
@@ -141,7 +145,7 @@ fn grpc_trailers_only(error: &Status) -> Response<ProxyBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert("grpc-status", HeaderValue::from(error.code as i32));
+    headers.insert(GRPC_STATUS, HeaderValue::from(error.code as i32));
     let message = error.to_grpc().message().to_owned();
     if let Ok(value) = HeaderValue::from_str(&percent_encode(&message)) {
         headers.insert("grpc-message", value);

@@ -39,7 +39,7 @@ struct Shared {
 #[derive(Debug, Default)]
 struct Buffer {
     /// Whole lines (UTF-8 JSON), composed in place.
-    bytes: String,
+    bytes: Vec<u8>,
     lines: u64,
     /// The sending side is gone: write what is left and stop.
     closed: bool,
@@ -85,7 +85,7 @@ impl AccessLog {
 
     /// Queues one line, composed by `line` (from the configured fields) straight
     /// into the shared buffer: no allocation per line.
-    pub fn write(&self, line: impl FnOnce(&[usize], &mut String)) {
+    pub fn write(&self, line: impl FnOnce(&[usize], &mut Vec<u8>)) {
         let mut b = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
         let start = b.bytes.len();
         line(&self.fields, &mut b.bytes);
@@ -103,7 +103,7 @@ impl AccessLog {
 }
 
 fn write_out(shared: &Shared, mut out: Box<dyn Write + Send>, metrics: &Metrics) {
-    let mut spare = String::new();
+    let mut spare = Vec::new();
     let mut failed = false;
     loop {
         let (bytes, lines, closed) = {
@@ -123,7 +123,7 @@ fn write_out(shared: &Shared, mut out: Box<dyn Write + Send>, metrics: &Metrics)
             )
         };
         if !bytes.is_empty() {
-            match out.write_all(bytes.as_bytes()).and_then(|()| out.flush()) {
+            match out.write_all(&bytes).and_then(|()| out.flush()) {
                 Ok(()) => {
                     metrics.access_log_lines.inc_by(lines);
                     failed = false;

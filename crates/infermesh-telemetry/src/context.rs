@@ -45,6 +45,23 @@ impl TraceContext {
     /// span id, or a new trace sampled with probability `sampling`.
     pub fn extract(headers: &HeaderMap, sampling: f64, rng: &mut fastrand::Rng) -> TraceContext {
         let (found, _) = read(headers);
+        Self::of(found, sampling, rng)
+    }
+
+    /// [`TraceContext::extract`] then [`TraceContext::inject`], reading the
+    /// caller's headers once: what a hop does with a request that arrives.
+    pub fn continue_from(
+        headers: &mut HeaderMap,
+        sampling: f64,
+        rng: &mut fastrand::Rng,
+    ) -> TraceContext {
+        let (found, format) = read(headers);
+        let cx = Self::of(found, sampling, rng);
+        cx.inject_as(headers, format);
+        cx
+    }
+
+    fn of(found: Found, sampling: f64, rng: &mut fastrand::Rng) -> TraceContext {
         let span_id = nonzero_id8(rng);
         match found {
             Some((trace_id, parent, sampled)) => TraceContext {
@@ -67,6 +84,11 @@ impl TraceContext {
     /// when the caller used B3.
     pub fn inject(&self, headers: &mut HeaderMap) {
         let (_, format) = read(headers);
+        self.inject_as(headers, format);
+    }
+
+    /// [`TraceContext::inject`] for headers whose caller context was `format`.
+    fn inject_as(&self, headers: &mut HeaderMap, format: Format) {
         headers.insert(TRACEPARENT, self.traceparent());
         match format {
             Format::B3Single => {
@@ -246,10 +268,18 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *byte = nibble(pair[0]) << 4 | nibble(pair[1]);
     }
     Some(out)
+}
+
+/// The value of a lowercase hex digit (checked by the caller).
+fn nibble(digit: u8) -> u8 {
+    match digit {
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit.wrapping_sub(b'0'),
+    }
 }
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -416,5 +446,47 @@ mod tests {
             36,
             "oversized ids are replaced"
         );
+    }
+
+    #[test]
+    fn continuing_a_request_is_extract_then_inject() {
+        let cases: &[&[(&'static str, &str)]] = &[
+            &[],
+            &[("traceparent", TP), ("tracestate", "congo=t61rcWkgMzE")],
+            &[("traceparent", "garbage")],
+            &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+            &[("b3", "80F198EE56343BA864FE8B2A57D3EFF7-E457B5A2E4D86BD1-0")],
+            &[
+                ("x-b3-traceid", "a3ce929d0e0e4736"),
+                ("x-b3-spanid", "00f067aa0ba902b7"),
+                ("x-b3-sampled", "1"),
+            ],
+            &[("x-b3-traceid", "a3ce929d0e0e4736")],
+        ];
+        for (seed, case) in cases.iter().enumerate() {
+            let (mut once, mut twice) = (headers(case), headers(case));
+            let mut rng = fastrand::Rng::with_seed(seed as u64);
+            let a = TraceContext::continue_from(&mut once, 0.5, &mut rng);
+            let mut rng = fastrand::Rng::with_seed(seed as u64);
+            let b = TraceContext::extract(&twice, 0.5, &mut rng);
+            b.inject(&mut twice);
+            assert_eq!(a, b, "{case:?}");
+            assert_eq!(once, twice, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn hex_ids_read_like_from_str_radix() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2000 {
+            let s: String = (0..16)
+                .map(|_| char::from(b"0123456789abcdefABCDEFgx-"[rng.usize(..25)]))
+                .collect();
+            let want: Option<[u8; 8]> = is_lower_hex(&s).then(|| {
+                std::array::from_fn(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            });
+            assert_eq!(unhex::<8>(&s), want, "{s}");
+        }
+        assert_eq!(unhex::<8>("00f067aa0ba902b"), None, "too short");
     }
 }

@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod context;
 pub mod export;
 pub mod exposition;
+mod json_line;
 pub mod metrics;
 mod record;
 #[cfg(feature = "testkit")]

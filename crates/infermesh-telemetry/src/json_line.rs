@@ -1,0 +1,363 @@
+//! One access-log line: a JSON object appended field by field to a byte buffer.
+//!
+//! This runs twice per request through `infermesh up` (gateway and sidecar), so it is
+//! written for the request path: the line's room is reserved once, every key is one
+//! copy of a precomputed `,"name":`, fixed-width values (the time stamp, the trace
+//! id, an IPv4 address) are composed on the stack and copied once, and strings are
+//! scanned for what JSON must escape eight bytes at a time. The bytes are always
+//! UTF-8: keys and numbers are ASCII, strings are copied from `&str`s with only ASCII
+//! escapes inserted.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+/// Room reserved for a line before writing it (a default line is ~500 bytes; longer
+/// ones grow the buffer as usual).
+const LINE_ROOM: usize = 1024;
+
+/// A JSON object written field by field into one buffer.
+pub(crate) struct JsonLine<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl JsonLine<'_> {
+    pub(crate) fn new(out: &mut Vec<u8>) -> JsonLine<'_> {
+        out.reserve(LINE_ROOM);
+        out.push(b'{');
+        JsonLine { out, first: true }
+    }
+
+    /// `key` is the field's `,"name":` (see `KEYS` in record.rs): the comma is left
+    /// out before the first field.
+    fn key(&mut self, key: &str) {
+        let key = key.as_bytes();
+        let key = if std::mem::take(&mut self.first) {
+            key.get(1..).unwrap_or(key)
+        } else {
+            key
+        };
+        self.out.extend_from_slice(key);
+    }
+
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escape_into(self.out, value);
+    }
+
+    pub(crate) fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(key, v),
+            None => {
+                self.key(key);
+                self.out.extend_from_slice(b"null");
+            }
+        }
+    }
+
+    pub(crate) fn opt_num(&mut self, key: &str, value: Option<impl itoa::Integer>) {
+        self.key(key);
+        match value {
+            Some(v) => self
+                .out
+                .extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    /// A duration as milliseconds with microsecond precision, the shortest decimal
+    /// (`1.5`, `0.18`, `2`): what formatting the `f64` would print, without floats.
+    pub(crate) fn opt_ms(&mut self, key: &str, value: Option<Duration>) {
+        self.key(key);
+        let Some(d) = value else {
+            self.out.extend_from_slice(b"null");
+            return;
+        };
+        let micros = d.as_micros();
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
+        let frac = (micros % 1000) as u32;
+        if frac != 0 {
+            let digits = [
+                b'.',
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ];
+            // Trailing zeros dropped: `.500` → `.5`.
+            let len = if frac.is_multiple_of(100) {
+                2
+            } else if frac.is_multiple_of(10) {
+                3
+            } else {
+                4
+            };
+            self.out.extend_from_slice(&digits[..len]);
+        }
+    }
+
+    /// `2026-11-29T01:02:03.456789Z`, quoted.
+    pub(crate) fn time(&mut self, key: &str, t: SystemTime) {
+        self.key(key);
+        self.out.extend_from_slice(&rfc3339_quoted(t));
+    }
+
+    /// Lowercase hex of `bytes` (a trace id), quoted.
+    pub(crate) fn hex16(&mut self, key: &str, bytes: &[u8; 16]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        self.key(key);
+        let mut quoted = [b'"'; 34];
+        for (pair, b) in quoted[1..33].chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 15)];
+        }
+        self.out.extend_from_slice(&quoted);
+    }
+
+    /// `ip:port` (`[ip]:port` for IPv6) as `SocketAddr`'s `Display` writes it, quoted.
+    pub(crate) fn socket_addr(&mut self, key: &str, addr: SocketAddr) {
+        self.key(key);
+        match addr {
+            SocketAddr::V4(a) => {
+                // `"255.255.255.255:65535"` is 23 bytes.
+                let mut buf = [0u8; 24];
+                let mut at = 0;
+                let mut put = |bytes: &[u8]| {
+                    buf[at..at + bytes.len()].copy_from_slice(bytes);
+                    at += bytes.len();
+                };
+                put(b"\"");
+                let mut digits = itoa::Buffer::new();
+                for (i, octet) in a.ip().octets().iter().enumerate() {
+                    if i > 0 {
+                        put(b".");
+                    }
+                    put(digits.format(*octet).as_bytes());
+                }
+                put(b":");
+                put(digits.format(a.port()).as_bytes());
+                put(b"\"");
+                self.out.extend_from_slice(&buf[..at]);
+            }
+            SocketAddr::V6(a) => escape_into(self.out, &a.to_string()),
+        }
+    }
+
+    pub(crate) fn finish(self) {
+        self.out.extend_from_slice(b"}\n");
+    }
+}
+
+/// `value` as a JSON string literal (RFC 8259 escaping: `"`, `\\` and control
+/// characters; everything else, UTF-8 included, as is).
+fn escape_into(out: &mut Vec<u8>, value: &str) {
+    let mut rest = value.as_bytes();
+    out.push(b'"');
+    // The bytes to escape are ASCII; UTF-8 continuation bytes never match them, so
+    // splitting at them keeps the text UTF-8.
+    while let Some(at) = needs_escape(rest) {
+        out.extend_from_slice(&rest[..at]);
+        match rest[at] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            c => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(DIGITS[usize::from(c >> 4)]);
+                out.push(DIGITS[usize::from(c & 15)]);
+            }
+        }
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// The position of the first byte JSON needs escaped (`"`, `\\`, below 0x20).
+/// Eight bytes at a time: an access log line is mostly strings with nothing to
+/// escape, and this scan was a fifth of the line's cost byte by byte.
+pub(crate) fn needs_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        // A lane is flagged when it is below 0x20 or equals '"' or '\\' (the
+        // classic "has zero/less byte" tricks; a flag can only be a false positive
+        // in lanes after a true one, so the exact byte is then found one by one).
+        let below = x.wrapping_sub(ONES * 0x20) & !x;
+        let quote =
+            (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'"')));
+        let slash =
+            (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'\\')));
+        if (below | quote | slash) & HIGH != 0
+            && let Some(i) = chunk.iter().position(|&b| special(b))
+        {
+            return Some(offset + i);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| special(b))
+        .map(|i| offset + i)
+}
+
+/// `"2026-11-29T01:02:03.456789Z"` (with the quotes).
+fn rfc3339_quoted(t: SystemTime) -> [u8; 29] {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    let (y, m, day) = civil_from_days(days);
+    // Years before 0 or after 9999 cannot come from a SystemTime after the epoch
+    // within this program's life; clamp rather than print a malformed stamp.
+    let y = y.clamp(0, 9999) as u32;
+    let mut s = *b"\"0000-00-00T00:00:00.000000Z\"";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            s[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(1, 4, y);
+    put(6, 2, m);
+    put(9, 2, day);
+    put(12, 2, rem / 3600);
+    put(15, 2, rem % 3600 / 60);
+    put(18, 2, rem % 60);
+    put(21, 6, d.subsec_micros());
+    s
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
+/// algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(write: impl FnOnce(&mut JsonLine<'_>)) -> String {
+        let mut out = Vec::new();
+        let mut j = JsonLine::new(&mut out);
+        write(&mut j);
+        j.finish();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json_escapes_them() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let alphabet = [
+            'a', '/', '"', '\\', '\n', '\r', '\t', '\u{1}', '\u{1f}', ' ', '\u{7f}', 'é', 'ü', '€',
+            '😀',
+        ];
+        for len in 0..40 {
+            for _ in 0..100 {
+                let s: String = (0..len)
+                    .map(|_| alphabet[rng.usize(..alphabet.len())])
+                    .collect();
+                let got = line(|j| j.str(",\"s\":", &s));
+                let want = format!("{{\"s\":{}}}\n", serde_json::to_string(&s).unwrap());
+                assert_eq!(got, want, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_word_at_a_time_escape_scan_finds_what_the_byte_scan_finds() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet: &[u8] = b"ab/:._-\"\\\n\x01\x1f\x20\x7f\xc3\xa9\xff";
+        for len in 0..40 {
+            for _ in 0..200 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        // Mostly plain, sometimes special: first hits at every offset.
+                        if rng.u8(..) < 230 {
+                            b'a' + rng.u8(..26)
+                        } else {
+                            alphabet[rng.usize(..alphabet.len())]
+                        }
+                    })
+                    .collect();
+                assert_eq!(needs_escape(&bytes), naive(&bytes), "{bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn milliseconds_print_like_the_float_they_stand_for() {
+        for micros in [
+            0u64, 1, 10, 100, 180, 999, 1000, 1500, 1234, 1010, 1200, 60_000_001, 12_345_678,
+        ] {
+            let got = line(|j| j.opt_ms(",\"d\":", Some(Duration::from_micros(micros))));
+            let float = micros as f64 / 1000.0;
+            assert_eq!(got, format!("{{\"d\":{float}}}\n"), "{micros} µs");
+        }
+        assert_eq!(line(|j| j.opt_ms(",\"d\":", None)), "{\"d\":null}\n");
+    }
+
+    #[test]
+    fn socket_addresses_print_like_display() {
+        for a in [
+            "127.0.0.1:50412",
+            "10.0.0.255:1",
+            "0.0.0.0:65535",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+            "[fe80::1]:9",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let got = line(|j| j.socket_addr(",\"a\":", addr));
+            assert_eq!(got, format!("{{\"a\":\"{addr}\"}}\n"));
+        }
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        let stamp = |t| String::from_utf8(rfc3339_quoted(t).to_vec()).unwrap();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_000_000_123_456);
+        assert_eq!(stamp(t), "\"2026-11-30T00:53:20.123456Z\"");
+        assert_eq!(
+            stamp(SystemTime::UNIX_EPOCH),
+            "\"1970-01-01T00:00:00.000000Z\""
+        );
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(stamp(leap), "\"2000-02-29T00:00:00.000000Z\"");
+    }
+
+    #[test]
+    fn trace_ids_are_lowercase_hex() {
+        let id: [u8; 16] = std::array::from_fn(|i| (i as u8) * 17);
+        let got = line(|j| j.hex16(",\"t\":", &id));
+        assert_eq!(got, "{\"t\":\"00112233445566778899aabbccddeeff\"}\n");
+    }
+
+    #[test]
+    fn fields_are_separated_by_commas_after_the_first() {
+        let got = line(|j| {
+            j.opt_num(",\"a\":", Some(1u16));
+            j.opt_str(",\"b\":", None);
+            j.str(",\"c\":", "x");
+        });
+        assert_eq!(got, "{\"a\":1,\"b\":null,\"c\":\"x\"}\n");
+    }
+}
