@@ -8,14 +8,18 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use infermesh_config::MeshConfig;
 
+/// Looked up twice or three times per recorded request: a fast hash (keys come from
+/// the config, and are not chosen by clients).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The names of one config value.
 #[derive(Debug)]
 pub struct Names {
     config: Arc<MeshConfig>,
     /// Workload name → its names.
-    pub workloads: HashMap<String, WorkloadNames>,
+    pub workloads: FastMap<String, WorkloadNames>,
     /// Istio principal (`<td>/ns/<ns>/sa/<sa>`) → workload name.
-    pub by_principal: HashMap<String, String>,
+    pub by_principal: FastMap<String, String>,
     /// The gateway's names (its identity: `identity.gateway`, or the defaults).
     pub gateway: GatewayNames,
 }
@@ -41,8 +45,8 @@ pub struct WorkloadNames {
 impl Names {
     fn of(config: Arc<MeshConfig>) -> Names {
         let td = &config.trust_domain;
-        let mut workloads = HashMap::new();
-        let mut by_principal = HashMap::new();
+        let mut workloads = FastMap::default();
+        let mut by_principal = FastMap::default();
         let identity = config.identity.clone().unwrap_or_default();
         let principal = format!(
             "{td}/ns/{}/sa/{}",
