@@ -26,6 +26,9 @@ use crate::pattern::{Tri, Why};
 use crate::request::{AuthzRequest, Basis, Deciding, Decision};
 use crate::rule::{CompiledRule, Derived};
 
+/// Looked up on every request, keyed by config values (not by clients): a fast hash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub(crate) struct Entry {
     pub policy: usize,
     pub rule: usize,
@@ -41,8 +44,8 @@ pub(crate) struct PolicyInfo {
 /// A model's labels both ways.
 #[derive(Default)]
 struct Labels {
-    by_label: HashMap<String, i64>,
-    by_version: HashMap<i64, Vec<String>>,
+    by_label: FastMap<String, i64>,
+    by_version: FastMap<i64, Vec<String>>,
 }
 
 /// The compiled policies of one configuration; immutable, cheap to share.
@@ -56,7 +59,7 @@ pub struct Authorizer {
     has_allow: bool,
     default_deny: bool,
     escaped_slashes: EscapedSlashes,
-    labels: HashMap<String, Labels>,
+    labels: FastMap<String, Labels>,
     uses_signatures: bool,
 }
 
@@ -82,7 +85,7 @@ impl Authorizer {
             has_allow: false,
             default_deny: config.authz.default_deny,
             escaped_slashes: config.authz.escaped_slashes,
-            labels: HashMap::new(),
+            labels: FastMap::default(),
             uses_signatures: false,
         };
         for (pi, p) in config.policies.iter().enumerate() {

@@ -5,7 +5,6 @@
 //! verified peer identity as [`PeerIdentity`], and the gateway's outbound mTLS
 //! clients, one per expected sidecar identity.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::FastMap;
 use crate::body::ProxyBody;
 use crate::identity::PeerIdentity;
 
@@ -224,7 +224,7 @@ pub struct UpstreamTls {
     min: MinTls,
     http: HttpConnector,
     build: fn(bool) -> hyper_util::client::legacy::Builder,
-    clients: Mutex<HashMap<SpiffeId, (TlsClient, TlsClient)>>,
+    clients: Mutex<FastMap<SpiffeId, (TlsClient, TlsClient)>>,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -249,7 +249,7 @@ impl UpstreamTls {
             min: min_tls(config.identity.as_ref()),
             http,
             build,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(FastMap::default()),
         }
     }
 

@@ -2,15 +2,12 @@
 //! and which workload a peer principal belongs to — computed once per config value,
 //! so recording a request formats no strings.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use infermesh_config::MeshConfig;
 
-/// Looked up twice or three times per recorded request: a fast hash (keys come from
-/// the config, and are not chosen by clients).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::FastMap;
 
 /// The names of one config value.
 #[derive(Debug)]

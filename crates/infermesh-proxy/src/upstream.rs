@@ -4,11 +4,11 @@
 //! only when the config changes what they were built from, so a config reload keeps
 //! outlier and budget state for unchanged targets.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use infermesh_config::{Address, MeshConfig, Model, RetryPolicy};
 
+use crate::FastMap;
 use crate::budget::RetryBudget;
 use crate::endpoints::EndpointSet;
 
@@ -18,8 +18,8 @@ type BuiltSet = (Vec<Address>, Arc<EndpointSet>);
 /// Endpoint sets and retry budgets by name.
 #[derive(Debug, Default)]
 pub struct Upstreams {
-    sets: Mutex<HashMap<String, BuiltSet>>,
-    budgets: Mutex<HashMap<String, (BudgetKey, Arc<RetryBudget>)>>,
+    sets: Mutex<FastMap<String, BuiltSet>>,
+    budgets: Mutex<FastMap<String, (BudgetKey, Arc<RetryBudget>)>>,
 }
 
 /// The settings a budget was built from.
