@@ -33,6 +33,14 @@ pub fn parse(body: &[u8]) -> Result<Value, Status> {
     Ok(value)
 }
 
+/// The number starting at `pos`, read exactly as [`parse`] reads it, and the offset
+/// just past it; `None` where [`parse`] would fail.
+pub(super) fn number_at(body: &[u8], pos: usize) -> Option<(Number, usize)> {
+    let mut p = Parser { b: body, pos };
+    let n = p.number().ok()?;
+    Some((n, p.pos))
+}
+
 struct Parser<'a> {
     b: &'a [u8],
     pos: usize,
