@@ -24,6 +24,15 @@ impl PrettyWriter {
         PrettyWriter::default()
     }
 
+    /// A writer with room for `bytes` of text (it grows past that as needed).
+    pub fn with_capacity(bytes: usize) -> PrettyWriter {
+        PrettyWriter {
+            out: Vec::with_capacity(bytes),
+            stack: Vec::with_capacity(8),
+            single_line: false,
+        }
+    }
+
     /// RapidJSON `kFormatSingleLineArray` on or off.
     pub fn set_single_line_arrays(&mut self, on: bool) {
         self.single_line = on;
