@@ -49,21 +49,33 @@ fn array<T: Datum>(shape: &[usize], values: Vec<T>) -> Result<TractTensor, Statu
         .map_err(|e| Status::invalid_argument(format!("tensor of shape {shape:?}: {e}")))
 }
 
+/// A plain-data tensor: copied straight into tract's aligned storage (what
+/// [`array`] ends up doing too, without the ndarray in between); a shape that does
+/// not cover the data gets [`array`]'s error.
+fn plain<T: Datum + Copy>(shape: &[usize], values: Vec<T>) -> Result<TractTensor, Status> {
+    if shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(values.len())
+        && let Ok(tensor) = TractTensor::from_shape(shape, &values)
+    {
+        return Ok(tensor);
+    }
+    array(shape, values)
+}
+
 /// Moves a wire tensor into a tract tensor (no copy for numeric data).
 pub fn to_tract(tensor: Tensor) -> Result<TractTensor, Status> {
     let shape = tensor.shape;
     match tensor.data {
-        TensorData::F32(v) => array(&shape, v),
-        TensorData::F64(v) => array(&shape, v),
-        TensorData::I8(v) => array(&shape, v),
-        TensorData::I16(v) => array(&shape, v),
-        TensorData::I32(v) => array(&shape, v),
-        TensorData::I64(v) => array(&shape, v),
-        TensorData::U8(v) => array(&shape, v),
-        TensorData::U16(v) => array(&shape, v),
-        TensorData::U32(v) => array(&shape, v),
-        TensorData::U64(v) => array(&shape, v),
-        TensorData::Bool(v) => array(&shape, v),
+        TensorData::F32(v) => plain(&shape, v),
+        TensorData::F64(v) => plain(&shape, v),
+        TensorData::I8(v) => plain(&shape, v),
+        TensorData::I16(v) => plain(&shape, v),
+        TensorData::I32(v) => plain(&shape, v),
+        TensorData::I64(v) => plain(&shape, v),
+        TensorData::U8(v) => plain(&shape, v),
+        TensorData::U16(v) => plain(&shape, v),
+        TensorData::U32(v) => plain(&shape, v),
+        TensorData::U64(v) => plain(&shape, v),
+        TensorData::Bool(v) => plain(&shape, v),
         TensorData::Str(v) => {
             let blobs = v
                 .iter()
@@ -76,6 +88,18 @@ pub fn to_tract(tensor: Tensor) -> Result<TractTensor, Status> {
 }
 
 fn values<T: Datum + Clone>(tensor: &TractTensor) -> Result<Vec<T>, Status> {
+    // Plain storage in RAM: one copy of the slice, no ndarray view.
+    if let Some(plain) = tensor.as_plain_ram()
+        && let Ok(slice) = plain.as_slice::<T>()
+        && slice.len() == tensor.len()
+    {
+        return Ok(slice.to_vec());
+    }
+    values_of_view(tensor)
+}
+
+/// The general path: through an ndarray view.
+fn values_of_view<T: Datum + Clone>(tensor: &TractTensor) -> Result<Vec<T>, Status> {
     let view = tensor
         .to_plain_array_view::<T>()
         .map_err(|e| Status::internal(format!("reading output tensor: {e}")))?;
@@ -125,4 +149,63 @@ pub fn from_tract(tensor: &TractTensor) -> Result<Tensor, Status> {
         }
     };
     Tensor::new(shape, data).map_err(|e| Status::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shapes of every rank up to 4, with zero-sized and mismatched ones.
+    fn shapes() -> Vec<Vec<usize>> {
+        let mut out = vec![
+            vec![],
+            vec![0],
+            vec![1],
+            vec![3],
+            vec![2, 0],
+            vec![usize::MAX, 2],
+        ];
+        for a in 1..4 {
+            for b in 1..4 {
+                out.push(vec![a, b]);
+                out.push(vec![a, b, 2]);
+                out.push(vec![2, a, 1, b]);
+            }
+        }
+        out
+    }
+
+    fn check<T: Datum + Copy>(make: fn(usize) -> T) {
+        for shape in shapes() {
+            for len in [0usize, 1, 3, 6, 12, 18, 36] {
+                let data: Vec<T> = (0..len).map(make).collect();
+                let fast = plain(&shape, data.clone());
+                let general = array(&shape, data);
+                match (&fast, &general) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a, b, "{shape:?} {len}");
+                        let out: Vec<T> = values_of_view(a).unwrap();
+                        assert_eq!(values::<T>(a).unwrap(), out, "{shape:?} {len}");
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b),
+                    _ => panic!("{shape:?} {len}: {fast:?} vs {general:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_tensors_match_the_ndarray_path() {
+        check(|i| i as f32 * 0.5);
+        check(|i| -(i as f64));
+        check(|i| i as i8);
+        check(|i| i as i16);
+        check(|i| i as i32 - 7);
+        check(|i| i as i64);
+        check(|i| i as u8);
+        check(|i| i as u16);
+        check(|i| i as u32);
+        check(|i| i as u64);
+        check(|i| i % 3 == 0);
+    }
 }

@@ -2,7 +2,8 @@
 //! built from it on demand: one per (output subset, input types and shapes), with
 //! the batch dimension symbolic when the inputs share one, kept in a small bounded
 //! cache. A request that hits the cache pays only for the run; the cache lock is
-//! held for a lookup, never during inference.
+//! held for a lookup, never during inference. The cache key is built straight from
+//! the input tensors and hashed with foldhash (the keys are shapes, not secrets).
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -44,7 +45,7 @@ pub struct Program {
     /// For messages: `signature 'serving_default'`.
     what: String,
     model: InferenceModel,
-    cache: RwLock<HashMap<PlanKey, Entry>>,
+    cache: RwLock<HashMap<PlanKey, Entry, foldhash::fast::RandomState>>,
 }
 
 /// Runs `f`, turning a panic inside tract into an error.
@@ -69,18 +70,14 @@ impl Program {
         Program {
             what,
             model,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(HashMap::default()),
         }
     }
 
     /// Runs the graph on `inputs` (program input order) and returns the program
     /// outputs listed in `outputs` (ascending indices), in that order.
     pub fn run(&self, inputs: Vec<TractTensor>, outputs: &[usize]) -> Result<TVec<TValue>, Status> {
-        let shapes: Vec<(DatumType, Vec<usize>)> = inputs
-            .iter()
-            .map(|t| (t.datum_type(), t.shape().to_vec()))
-            .collect();
-        let plan = self.plan(shapes, outputs)?;
+        let plan = self.plan(&inputs, outputs)?;
         let values: TVec<TValue> = inputs.into_iter().map(|t| t.into_tvalue()).collect();
         match guard(|| plan.run(values)) {
             Ok(Ok(out)) => Ok(out),
@@ -128,22 +125,20 @@ impl Program {
         cache.insert(key, entry);
     }
 
-    fn plan(
-        &self,
-        shapes: Vec<(DatumType, Vec<usize>)>,
-        outputs: &[usize],
-    ) -> Result<Plan, Status> {
-        let outputs = outputs.to_vec();
-        let first = shapes.first().and_then(|(_, s)| s.first().copied());
-        let batched = first.is_some() && shapes.iter().all(|(_, s)| s.first().copied() == first);
+    fn plan(&self, inputs: &[TractTensor], outputs: &[usize]) -> Result<Plan, Status> {
+        let first = inputs.first().and_then(|t| t.shape().first().copied());
+        let batched = first.is_some() && inputs.iter().all(|t| t.shape().first().copied() == first);
         if batched {
-            let mut inputs = shapes.clone();
-            for (_, s) in &mut inputs {
-                s[0] = 0;
-            }
             let key = PlanKey {
-                outputs: outputs.clone(),
-                inputs,
+                outputs: outputs.to_vec(),
+                inputs: inputs
+                    .iter()
+                    .map(|t| {
+                        let mut shape = t.shape().to_vec();
+                        shape[0] = 0;
+                        (t.datum_type(), shape)
+                    })
+                    .collect(),
                 batch: true,
             };
             match self.lookup(&key) {
@@ -162,8 +157,11 @@ impl Program {
             }
         }
         let key = PlanKey {
-            outputs,
-            inputs: shapes,
+            outputs: outputs.to_vec(),
+            inputs: inputs
+                .iter()
+                .map(|t| (t.datum_type(), t.shape().to_vec()))
+                .collect(),
             batch: false,
         };
         let result = match self.lookup(&key) {

@@ -32,7 +32,8 @@ pub struct Runner {
 /// A loaded model version.
 pub struct Engine {
     signatures: BTreeMap<String, Signature>,
-    runners: HashMap<String, Runner>,
+    /// Looked up per request (foldhash: the keys come from the model, not the request).
+    runners: HashMap<String, Runner, foldhash::fast::RandomState>,
 }
 
 impl Engine {
@@ -42,7 +43,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             signatures,
-            runners,
+            runners: runners.into_iter().collect(),
         }
     }
 }

@@ -125,8 +125,10 @@ pub struct Metrics {
     served: Arc<RwLock<ServedByModel>>,
 }
 
-/// Model name → version → handles.
-type ServedByModel = HashMap<String, HashMap<i64, Arc<Served>>>;
+/// Model name → version → handles. Hashed with foldhash: the names come from the
+/// model config, and this is looked up twice per request.
+type ServedByModel = HashMap<String, HashMap<i64, Arc<Served>, FoldHash>, FoldHash>;
+type FoldHash = foldhash::fast::RandomState;
 
 /// Handles into the families for one served (model, version).
 #[derive(Debug, Default)]

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use infermesh_tfserving::rest_path::{self, RestApi, RestRoute};
+use infermesh_tfserving::rest_path::{self, RestApi, RestRoute, VersionChoice};
 use std::collections::BTreeMap;
 
 use infermesh_tfserving::{Status, inference, json};
@@ -123,14 +123,11 @@ async fn route(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>
         Err(status) => return error(&status),
     };
     let started = Instant::now();
-    let spec = ModelSpec {
-        name: route.model.clone(),
-        version: route.version(),
-        label: route.label().map(str::to_string),
-    };
-    let api = api_of(route.api);
+    let route_api = route.api;
+    let spec = model_spec(route);
+    let api = api_of(route_api);
     let (result, http_status) = match read_body(req, state.max_body_bytes).await {
-        Ok(body) => (dispatch(&state, &route, &spec, api, &body).await, None),
+        Ok(body) => (dispatch(&state, route_api, &spec, api, &body).await, None),
         Err(BodyError::TooLarge(status)) => (Err(status), Some(StatusCode::PAYLOAD_TOO_LARGE)),
         Err(BodyError::Read(status)) => (Err(status), None),
     };
@@ -160,6 +157,20 @@ async fn route(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
+/// What the path asks for, moved out of the parsed route (no copies).
+fn model_spec(route: RestRoute) -> ModelSpec {
+    let (version, label) = match route.version {
+        VersionChoice::Latest => (None, None),
+        VersionChoice::Version(v) => (Some(v), None),
+        VersionChoice::Label(l) => (None, Some(l)),
+    };
+    ModelSpec {
+        name: route.model,
+        version,
+        label,
+    }
+}
+
 fn api_of(api: RestApi) -> Api {
     match api {
         RestApi::Predict => Api::Predict,
@@ -173,13 +184,13 @@ fn api_of(api: RestApi) -> Api {
 /// Runs one API call; returns the JSON body and the version that answered.
 async fn dispatch(
     state: &Rest,
-    route: &RestRoute,
+    route_api: RestApi,
     spec: &ModelSpec,
     api: Api,
     body: &[u8],
 ) -> Result<(String, i64), Status> {
     let models = &state.models;
-    match route.api {
+    match route_api {
         RestApi::Status => {
             let statuses = models.status(spec)?;
             let version = statuses.first().map_or(0, |s| s.version);
@@ -228,7 +239,7 @@ async fn dispatch(
                     Vec::new(),
                 )
                 .await?;
-            let body = if route.api == RestApi::Classify {
+            let body = if route_api == RestApi::Classify {
                 json::encode_classification_result(&inference::classification_result(
                     &output.outputs,
                     n,

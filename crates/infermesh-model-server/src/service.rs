@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use infermesh_tfserving::model_info::VersionStatus;
 use infermesh_tfserving::servable::DEFAULT_SIGNATURE;
-use infermesh_tfserving::{Servable, Signature, Status, Tensor, inference};
+use infermesh_tfserving::{Servable, Signature, Status, Tensor, TensorInfo, inference};
 use tokio::sync::Semaphore;
 
 use crate::manager::{ModelManager, Resolved};
@@ -193,6 +193,21 @@ impl Models {
 
 /// The inputs must be exactly the signature's input keys, with its dtypes.
 fn check_inputs(signature: &Signature, inputs: &BTreeMap<String, Tensor>) -> Result<(), Status> {
+    // Both maps are sorted: the usual case (the same keys) is one pass side by side.
+    if inputs.len() == signature.inputs.len() && inputs.keys().eq(signature.inputs.keys()) {
+        for ((key, tensor), info) in inputs.iter().zip(signature.inputs.values()) {
+            check_dtype(key, tensor, info)?;
+        }
+        return Ok(());
+    }
+    check_inputs_by_key(signature, inputs)
+}
+
+/// [`check_inputs`] key by key, with the message for missing and extra keys.
+fn check_inputs_by_key(
+    signature: &Signature,
+    inputs: &BTreeMap<String, Tensor>,
+) -> Result<(), Status> {
     let extra: Vec<&str> = inputs
         .keys()
         .filter(|k| !signature.inputs.contains_key(*k))
@@ -221,16 +236,21 @@ fn check_inputs(signature: &Signature, inputs: &BTreeMap<String, Tensor>) -> Res
         )));
     }
     for (key, tensor) in inputs {
-        let info = &signature.inputs[key];
-        if tensor.dtype().to_tf() != info.dtype && info.dtype % 100 != tensor.dtype().to_tf() {
-            return Err(Status::invalid_argument(format!(
-                "Expects arg[{key}] to be {} but {} is provided",
-                infermesh_tfserving::tensor::tf_dtype_enum_name(info.dtype)
-                    .trim_start_matches("DT_")
-                    .to_lowercase(),
-                tensor.dtype().name()
-            )));
-        }
+        check_dtype(key, tensor, &signature.inputs[key])?;
+    }
+    Ok(())
+}
+
+/// A tensor must have its signature input's dtype (or the `_REF` of it).
+fn check_dtype(key: &str, tensor: &Tensor, info: &TensorInfo) -> Result<(), Status> {
+    if tensor.dtype().to_tf() != info.dtype && info.dtype % 100 != tensor.dtype().to_tf() {
+        return Err(Status::invalid_argument(format!(
+            "Expects arg[{key}] to be {} but {} is provided",
+            infermesh_tfserving::tensor::tf_dtype_enum_name(info.dtype)
+                .trim_start_matches("DT_")
+                .to_lowercase(),
+            tensor.dtype().name()
+        )));
     }
     Ok(())
 }
@@ -238,8 +258,8 @@ fn check_inputs(signature: &Signature, inputs: &BTreeMap<String, Tensor>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use infermesh_tfserving::TensorData;
     use infermesh_tfserving::servable::method;
-    use infermesh_tfserving::{TensorData, TensorInfo};
 
     fn sig() -> Signature {
         let mut s = Signature {
@@ -281,5 +301,56 @@ mod tests {
             err.message,
             "Expects arg[x] to be float but int32 is provided"
         );
+    }
+
+    /// The side-by-side pass gives what the key-by-key check gives, for every
+    /// combination of keys (subsets of three) and dtypes on both sides.
+    #[test]
+    fn side_by_side_check_matches_key_by_key() {
+        let keys = ["a", "b", "c"];
+        let dtypes = [1, 3, 101];
+        let mut cases = 0;
+        for sig_mask in 0..8u32 {
+            for in_mask in 0..8u32 {
+                for sig_dt in dtypes {
+                    for (i, in_dt) in [TensorData::F32(vec![1.0]), TensorData::I32(vec![1])]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let mut sig = sig();
+                        sig.inputs.clear();
+                        let mut inputs = BTreeMap::new();
+                        for (bit, key) in keys.iter().enumerate() {
+                            if sig_mask & (1 << bit) != 0 {
+                                let dtype = if bit == 1 { sig_dt } else { 1 };
+                                sig.inputs.insert(
+                                    key.to_string(),
+                                    TensorInfo {
+                                        name: format!("{key}:0"),
+                                        dtype,
+                                        shape: None,
+                                    },
+                                );
+                            }
+                            if in_mask & (1 << bit) != 0 {
+                                let data = if bit == 1 {
+                                    in_dt.clone()
+                                } else {
+                                    TensorData::F32(vec![2.0])
+                                };
+                                inputs.insert(key.to_string(), Tensor::new(vec![1], data).unwrap());
+                            }
+                        }
+                        assert_eq!(
+                            check_inputs(&sig, &inputs),
+                            check_inputs_by_key(&sig, &inputs),
+                            "signature {sig_mask:03b}/{sig_dt}, inputs {in_mask:03b}/{i}"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 384);
     }
 }

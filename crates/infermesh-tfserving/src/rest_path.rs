@@ -141,6 +141,10 @@ fn get_groups(path: &str) -> Option<[Option<&str>; 4]> {
 }
 
 fn decode(part: &str, method: &str, path: &str) -> Result<String, Status> {
+    if !part.contains('%') {
+        // Nothing to decode (and `part` is already UTF-8): the usual model name.
+        return Ok(part.to_string());
+    }
     percent_decode_str(part)
         .decode_utf8()
         .map(|s| s.into_owned())

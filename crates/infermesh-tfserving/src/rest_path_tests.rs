@@ -269,3 +269,26 @@ fn api_path_fast_check_agrees_with_regex() {
         assert_eq!(is_api_path(path), API_PATH.is_match(path), "{path:?}");
     }
 }
+
+/// A part without `%` is taken as is; the same as percent-decoding it.
+#[test]
+fn decode_shortcut_agrees_with_percent_decoding() {
+    let pieces = [
+        "a", "Model", "%41", "%", "%zz", "%c3%a9", "é", "_-.~", "%2F", " ", "0",
+    ];
+    let mut parts = vec![String::new()];
+    for a in pieces {
+        for b in pieces {
+            for c in pieces {
+                parts.push(format!("{a}{b}{c}"));
+            }
+        }
+    }
+    for part in parts {
+        let general = percent_decode_str(&part)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| malformed_request("POST", "/p"));
+        assert_eq!(decode(&part, "POST", "/p"), general, "{part:?}");
+    }
+}

@@ -5,9 +5,11 @@
 //! float formatting.
 
 pub mod classify;
+mod column;
 pub mod model_info;
 pub mod number;
 pub mod parse;
+mod predict_fast;
 pub mod predict_request;
 pub mod predict_response;
 mod proto_json;

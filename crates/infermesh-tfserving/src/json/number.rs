@@ -3,7 +3,9 @@
 //! * Tensor values (`WriteDecimal`): printf `%g` with 6 significant digits; if that
 //!   does not parse back to the same value, `%.9g` (float) / `%.17g` (double); `.0`
 //!   appended when the text has neither `.` nor `e` (`3.0`, but `9e+06` stays);
-//!   `NaN`, `Infinity`, `-Infinity` for non-finite values.
+//!   `NaN`, `Infinity`, `-Infinity` for non-finite values. Most values take a fast
+//!   path (shortest round-trip digits, laid out by hand, no allocation); the rest
+//!   the exact `%g` path; a test checks both agree.
 //! * Doubles inside JSON echoed in error messages: RapidJSON's shortest form
 //!   (`2.0`, `0.001`, `1e21`, `1.5e-7`).
 
@@ -51,8 +53,132 @@ fn non_finite(v: f64) -> String {
     }
 }
 
-/// `%.6g` of a normal (not subnormal, not zero) value, from its shortest round-trip form `sci` (Rust's `{:e}`
-/// of the same type), when that form has at most 6 significant digits; `None`
+/// The shortest round-trip decimal of a finite non-zero value: `0.` is not part of
+/// it, the value is `±d₁.d₂…dₙ × 10^exp` with `d₁ ≠ 0` and `dₙ ≠ 0`.
+struct Shortest {
+    negative: bool,
+    digits: [u8; 32],
+    len: usize,
+    exp: i32,
+}
+
+impl Shortest {
+    /// Reads the text of a shortest-digits formatter in any of its layouts
+    /// (`-12.5`, `0.00125`, `1.25e-7`, `1e+30`, `125000000.0`); `None` for zero or
+    /// anything unexpected.
+    fn read(text: &[u8]) -> Option<Shortest> {
+        let (negative, text) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        let (mantissa, exp) = match text.iter().position(|&c| c == b'e' || c == b'E') {
+            Some(at) => (&text[..at], parse_exp(&text[at + 1..])?),
+            None => (text, 0),
+        };
+        let mut out = Shortest {
+            negative,
+            digits: [0; 32],
+            len: 0,
+            exp: 0,
+        };
+        // Digits seen before the point (leading zeros included) fix the exponent.
+        let mut int_digits: i32 = 0;
+        let mut seen_point = false;
+        let mut leading_zeros: i32 = 0;
+        for &c in mantissa {
+            match c {
+                b'.' if !seen_point => seen_point = true,
+                b'0'..=b'9' => {
+                    if !seen_point {
+                        int_digits += 1;
+                    }
+                    if out.len == 0 && c == b'0' {
+                        leading_zeros += 1;
+                    } else {
+                        *out.digits.get_mut(out.len)? = c;
+                        out.len += 1;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        while out.len > 0 && out.digits[out.len - 1] == b'0' {
+            out.len -= 1;
+        }
+        if out.len == 0 {
+            return None;
+        }
+        out.exp = exp.checked_add(int_digits - 1 - leading_zeros)?;
+        Some(out)
+    }
+
+    /// `printf("%.6g")` of the value, given it has at most 6 digits.
+    fn write_g6(&self, out: &mut Vec<u8>) {
+        let digits = &self.digits[..self.len];
+        if self.negative {
+            out.push(b'-');
+        }
+        if !(-4..6).contains(&self.exp) {
+            out.push(digits[0]);
+            if digits.len() > 1 {
+                out.push(b'.');
+                out.extend_from_slice(&digits[1..]);
+            }
+            out.push(b'e');
+            out.push(if self.exp < 0 { b'-' } else { b'+' });
+            let e = self.exp.unsigned_abs();
+            if e < 10 {
+                out.push(b'0');
+            }
+            let mut buf = itoa::Buffer::new();
+            out.extend_from_slice(buf.format(e).as_bytes());
+        } else if self.exp < 0 {
+            out.extend_from_slice(b"0.");
+            for _ in 0..(-self.exp - 1) {
+                out.push(b'0');
+            }
+            out.extend_from_slice(digits);
+        } else {
+            // exp in 0..6: the decimal point moves right by `exp` digits.
+            let point = self.exp as usize + 1;
+            if digits.len() <= point {
+                out.extend_from_slice(digits);
+                for _ in digits.len()..point {
+                    out.push(b'0');
+                }
+                // `finish`: a whole number gets `.0`.
+                out.extend_from_slice(b".0");
+            } else {
+                out.extend_from_slice(&digits[..point]);
+                out.push(b'.');
+                out.extend_from_slice(&digits[point..]);
+            }
+        }
+    }
+}
+
+/// The exponent after `e`: optional sign, 1–4 digits.
+fn parse_exp(text: &[u8]) -> Option<i32> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 4 {
+        return None;
+    }
+    let mut e: i32 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        e = e * 10 + i32::from(c - b'0');
+    }
+    Some(if negative { -e } else { e })
+}
+
+/// Writes `%.6g` (with `finish`) of a normal value when its shortest round-trip
+/// form has at most 6 significant digits; returns `false` (nothing written)
 /// otherwise.
 ///
 /// The shortest form lies within half an ULP of the value (relative error below
@@ -60,69 +186,37 @@ fn non_finite(v: f64) -> String {
 /// 5·10^-7 relative), so it *is* the value correctly rounded to 6 digits, and it
 /// parses back to the value by construction: exactly what [`format_g`] followed by the
 /// round-trip check would produce, without exact-precision (bignum) formatting.
-fn shortest_as_g6(sci: String) -> Option<String> {
-    let (mantissa, exp) = sci.split_once('e')?;
-    let exp: i32 = exp.parse().ok()?;
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, mantissa),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.len() != 1 || int == "0" || 1 + frac.len() > 6 {
-        // Zero (formatted by `format_g` itself) or more than 6 digits.
-        return None;
+/// The digits come from `zmij` (Schubfach), written into a stack buffer.
+fn push_short_g6(out: &mut Vec<u8>, shortest: &str) -> bool {
+    match Shortest::read(shortest.as_bytes()) {
+        Some(s) if s.len <= 6 => {
+            s.write_g6(out);
+            true
+        }
+        _ => false,
     }
-    let mut out = String::with_capacity(16);
-    if negative {
-        out.push('-');
-    }
-    if !(-4..6).contains(&exp) {
-        out.push_str(int);
-        if !frac.is_empty() {
-            out.push('.');
-            out.push_str(frac);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let e = exp.unsigned_abs();
-        if e < 10 {
-            out.push('0');
-        }
-        out.push_str(&e.to_string());
-    } else if exp < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exp - 1) {
-            out.push('0');
-        }
-        out.push_str(int);
-        out.push_str(frac);
-    } else {
-        // exp in 0..6: the decimal point moves right by `exp` digits.
-        let digits = [int, frac].concat();
-        let point = exp as usize + 1;
-        if digits.len() <= point {
-            out.push_str(&digits);
-            for _ in digits.len()..point {
-                out.push('0');
-            }
-        } else {
-            out.push_str(&digits[..point]);
-            out.push('.');
-            out.push_str(&digits[point..]);
-        }
-    }
-    Some(out)
 }
 
-/// A `DT_FLOAT` value as TF Serving's REST API writes it.
-pub fn write_f32(v: f32) -> String {
+/// Appends a `DT_FLOAT` value as TF Serving's REST API writes it.
+pub fn push_f32(out: &mut Vec<u8>, v: f32) {
+    if v.is_normal() && push_short_g6(out, zmij::Buffer::new().format_finite(v)) {
+        return;
+    }
+    out.extend_from_slice(slow_f32(v).as_bytes());
+}
+
+/// Appends a `DT_DOUBLE` value as TF Serving's REST API writes it.
+pub fn push_f64(out: &mut Vec<u8>, v: f64) {
+    if v.is_normal() && push_short_g6(out, zmij::Buffer::new().format_finite(v)) {
+        return;
+    }
+    out.extend_from_slice(slow_f64(v).as_bytes());
+}
+
+/// The exact path: `%.6g`, and `%.9g` when that does not round-trip.
+fn slow_f32(v: f32) -> String {
     if !v.is_finite() {
         return non_finite(f64::from(v));
-    }
-    if v.is_normal()
-        && let Some(short) = shortest_as_g6(format!("{v:e}"))
-    {
-        return finish(short);
     }
     let short = format_g(f64::from(v), 6);
     if short.parse::<f32>() == Ok(v) {
@@ -132,15 +226,10 @@ pub fn write_f32(v: f32) -> String {
     }
 }
 
-/// A `DT_DOUBLE` value as TF Serving's REST API writes it.
-pub fn write_f64(v: f64) -> String {
+/// The exact path: `%.6g`, and `%.17g` when that does not round-trip.
+fn slow_f64(v: f64) -> String {
     if !v.is_finite() {
         return non_finite(v);
-    }
-    if v.is_normal()
-        && let Some(short) = shortest_as_g6(format!("{v:e}"))
-    {
-        return finish(short);
     }
     let short = format_g(v, 6);
     if short.parse::<f64>() == Ok(v) {
@@ -148,6 +237,20 @@ pub fn write_f64(v: f64) -> String {
     } else {
         finish(format_g(v, 17))
     }
+}
+
+/// A `DT_FLOAT` value as TF Serving's REST API writes it.
+pub fn write_f32(v: f32) -> String {
+    let mut out = Vec::with_capacity(16);
+    push_f32(&mut out, v);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A `DT_DOUBLE` value as TF Serving's REST API writes it.
+pub fn write_f64(v: f64) -> String {
+    let mut out = Vec::with_capacity(24);
+    push_f64(&mut out, v);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// RapidJSON `Writer::Double`: shortest digits, laid out by its `Prettify` rules.
@@ -220,22 +323,6 @@ mod tests {
     /// The shortest-form fast path gives exactly what the exact `%g` path gives.
     #[test]
     fn fast_path_matches_printf_g() {
-        fn slow_f32(v: f32) -> String {
-            let short = format_g(f64::from(v), 6);
-            if short.parse::<f32>() == Ok(v) {
-                finish(short)
-            } else {
-                finish(format_g(f64::from(v), 9))
-            }
-        }
-        fn slow_f64(v: f64) -> String {
-            let short = format_g(v, 6);
-            if short.parse::<f64>() == Ok(v) {
-                finish(short)
-            } else {
-                finish(format_g(v, 17))
-            }
-        }
         let mut values: Vec<f32> = vec![
             0.0,
             -0.0,
@@ -273,6 +360,12 @@ mod tests {
             x ^= x << 5;
             values.push(f32::from_bits(x));
         }
+        // Powers of ten and short multiples: every layout the digit source uses
+        // (`0.000…`, `…000.0`, exponent forms).
+        for e in -45..39 {
+            let p = 10f32.powi(e);
+            values.extend([p, 1.5 * p, -2.25 * p, 123_456.0 * p, 1_234_567.0 * p]);
+        }
         // Short decimals, whose shortest forms have few digits.
         for i in -2000..2000 {
             values.push(i as f32 / 8.0);
@@ -286,6 +379,14 @@ mod tests {
             assert_eq!(write_f64(d), slow_f64(d), "f64 {d:e}");
             let d = f64::from(v) * 1.000_000_1;
             assert_eq!(write_f64(d), slow_f64(d), "f64 {d:e}");
+        }
+        for e in -320..309 {
+            let p = 10f64.powi(e);
+            for d in [p, 1.5 * p, -2.25 * p, 123_456.0 * p, 1_234_567.0 * p] {
+                if d.is_finite() {
+                    assert_eq!(write_f64(d), slow_f64(d), "f64 {d:e}");
+                }
+            }
         }
         let mut y: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..100_000 {

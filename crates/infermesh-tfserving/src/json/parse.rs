@@ -33,6 +33,14 @@ pub fn parse(body: &[u8]) -> Result<Value, Status> {
     Ok(value)
 }
 
+/// The number starting at `pos`, read exactly as [`parse`] reads it, and the offset
+/// just past it; `None` where [`parse`] would fail.
+pub(super) fn number_at(body: &[u8], pos: usize) -> Option<(Number, usize)> {
+    let mut p = Parser { b: body, pos };
+    let n = p.number().ok()?;
+    Some((n, p.pos))
+}
+
 struct Parser<'a> {
     b: &'a [u8],
     pos: usize,
@@ -268,6 +276,9 @@ impl Parser<'_> {
             self.digits();
             is_double = true;
         }
+        if is_double && let Some(d) = short_decimal(minus, &self.b[int_start..self.pos]) {
+            return Ok(Number::Double(d));
+        }
         let text = std::str::from_utf8(&self.b[start..self.pos]).unwrap_or("0");
         if !is_double {
             let digits = std::str::from_utf8(&self.b[int_start..int_end]).unwrap_or("0");
@@ -311,6 +322,38 @@ impl Parser<'_> {
         }
         Err(self.error("Invalid value.", self.pos))
     }
+}
+
+/// `digits` (`123.456`: integer part, `.`, fraction; no exponent) as the nearest
+/// double, when it has at most 15 digits in all; `None` otherwise (and for any other
+/// text). Clinger's fast path: the digits as an integer (below 10^15 < 2^53) and
+/// 10^(fraction length) (at most 10^14 ≤ 10^22) are both exact doubles, so their
+/// IEEE quotient is the correctly rounded value, which is what `str::parse` returns.
+fn short_decimal(minus: bool, digits: &[u8]) -> Option<f64> {
+    let mut mantissa: u64 = 0;
+    let mut count = 0u32;
+    let mut fraction: Option<u32> = None;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                count += 1;
+                if let Some(f) = fraction.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction.is_none() => fraction = Some(0),
+            _ => return None,
+        }
+        if count > 15 {
+            return None;
+        }
+    }
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let value = mantissa as f64 / POW10[fraction? as usize];
+    Some(if minus { -value } else { value })
 }
 
 /// UTF-8 encoding of any code point below 0x110000, lone surrogates included (as

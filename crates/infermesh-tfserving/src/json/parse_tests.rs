@@ -155,3 +155,38 @@ fn raw_bytes_are_kept_in_strings() {
         Value::String(vec![0xff, 0xfe])
     );
 }
+
+/// Short decimals take the exact-division fast path; it must give what
+/// `str::parse` gives, for every digit count, point position and sign.
+#[test]
+fn short_decimals_parse_like_str_parse() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut checked = 0;
+    for _ in 0..300_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = 1 + (x % 17) as usize;
+        let digits: String = (0..len)
+            .map(|i| char::from(b'0' + ((x >> (i * 3)) % 10) as u8))
+            .collect();
+        let int_len = 1 + ((x >> 40) as usize % len);
+        let (int, frac) = digits.split_at(int_len);
+        // JSON integer parts have no leading zeros (other than a lone 0).
+        let int = int.trim_start_matches('0');
+        let int = if int.is_empty() { "0" } else { int };
+        let frac = if frac.is_empty() { "0" } else { frac };
+        let minus = (x >> 60) & 1 == 1;
+        let text = format!("{}{int}.{frac}", if minus { "-" } else { "" });
+        let want: f64 = text.parse().unwrap();
+        let got = match parse(text.as_bytes()).unwrap() {
+            Value::Number(Number::Double(d)) => d,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(got.to_bits(), want.to_bits(), "{text}");
+        if short_decimal(minus, text.trim_start_matches('-').as_bytes()).is_some() {
+            checked += 1;
+        }
+    }
+    assert!(checked > 100_000, "{checked} took the fast path");
+}

@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 
+use super::column::{Column, finish};
 use super::parse::parse;
+use super::predict_fast;
 use super::value::Value;
 use super::writer::value_to_string;
-use crate::tensor::tf_dtype_name;
-use crate::{DEFAULT_SIGNATURE, DType, Signature, Status, Tensor, TensorData, TensorInfo};
+use crate::{DEFAULT_SIGNATURE, Signature, Status, Tensor, TensorInfo};
 
 /// Which layout a predict request used; the response uses the same one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,20 +46,63 @@ where
     F: FnOnce(&str) -> Result<S, Status>,
     S: Borrow<Signature>,
 {
+    if let Some(fast) = predict_fast::scan(body) {
+        // A well-formed body of the common shape: no Value tree unless its values do
+        // not fit the signature (then the general path below finds the error).
+        let raw_name = String::from_utf8_lossy(fast.signature_name).into_owned();
+        let signature_name = default_name(&raw_name);
+        let signature = find_signature(&signature_name)?;
+        let infos = &signature.borrow().inputs;
+        if let Some((format, inputs)) = fast.into_inputs(infos) {
+            return Ok(PredictJsonRequest {
+                signature_name,
+                format,
+                inputs,
+            });
+        }
+        let doc = parse_object(body)?;
+        return decode(&doc, &raw_name, signature_name, infos);
+    }
+    parse_general(body, find_signature)
+}
+
+/// [`parse_predict_request`] without the fast path: the body as a [`Value`] tree.
+pub(super) fn parse_general<F, S>(
+    body: &[u8],
+    find_signature: F,
+) -> Result<PredictJsonRequest, Status>
+where
+    F: FnOnce(&str) -> Result<S, Status>,
+    S: Borrow<Signature>,
+{
     let doc = parse_object(body)?;
     let raw_name = signature_name(&doc)?;
-    let signature_name = if raw_name.is_empty() {
+    let signature_name = default_name(&raw_name);
+    let signature = find_signature(&signature_name)?;
+    decode(&doc, &raw_name, signature_name, &signature.borrow().inputs)
+}
+
+/// The signature key a request names: `serving_default` when it names none.
+fn default_name(raw_name: &str) -> String {
+    if raw_name.is_empty() {
         DEFAULT_SIGNATURE.to_string()
     } else {
-        raw_name.clone()
-    };
-    let signature = find_signature(&signature_name)?;
-    let infos = &signature.borrow().inputs;
+        raw_name.to_string()
+    }
+}
+
+/// The general path after the signature lookup: the inputs from the parsed body.
+fn decode(
+    doc: &Value,
+    raw_name: &str,
+    signature_name: String,
+    infos: &BTreeMap<String, TensorInfo>,
+) -> Result<PredictJsonRequest, Status> {
     if infos.is_empty() {
         let shown = if raw_name.is_empty() {
             "DEFAULT"
         } else {
-            &raw_name
+            raw_name
         };
         return Err(Status::invalid_argument(format!(
             "Failed to get input map for signature: {shown}"
@@ -67,19 +111,19 @@ where
     let (format, inputs) = match (doc.member("instances"), doc.member("inputs")) {
         (Some(_), Some(_)) => {
             return Err(format_error(
-                &doc,
+                doc,
                 "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ",
             ));
         }
         (Some(instances), None) => {
             let Value::Array(items) = instances else {
                 return Err(format_error(
-                    &doc,
+                    doc,
                     "Excepting 'instances' to be an list/array",
                 ));
             };
             if items.is_empty() {
-                return Err(format_error(&doc, "No values in 'instances' array"));
+                return Err(format_error(doc, "No values in 'instances' array"));
             }
             (RequestFormat::Row, from_instances(items, infos)?)
         }
@@ -158,110 +202,6 @@ pub(crate) fn decode_b64(v: &Value) -> Result<Vec<u8>, Status> {
         .map_err(|_| Status::invalid_argument("Unable to base64 decode"))
 }
 
-/// The values of one input, accumulated in its element type.
-struct Column {
-    dtype: i32,
-    data: Option<TensorData>,
-}
-
-impl Column {
-    fn new(dtype: i32) -> Column {
-        let data = DType::from_tf(dtype).and_then(|d| match d {
-            DType::Float => Some(TensorData::F32(Vec::new())),
-            DType::Double => Some(TensorData::F64(Vec::new())),
-            DType::Int32 => Some(TensorData::I32(Vec::new())),
-            DType::Int16 => Some(TensorData::I16(Vec::new())),
-            DType::Int8 => Some(TensorData::I8(Vec::new())),
-            DType::Uint8 => Some(TensorData::U8(Vec::new())),
-            DType::String => Some(TensorData::Str(Vec::new())),
-            DType::Int64 => Some(TensorData::I64(Vec::new())),
-            DType::Bool => Some(TensorData::Bool(Vec::new())),
-            DType::Uint32 => Some(TensorData::U32(Vec::new())),
-            DType::Uint64 => Some(TensorData::U64(Vec::new())),
-            // TF Serving's JSON decoder has no case for uint16.
-            DType::Uint16 => None,
-        });
-        Column { dtype, data }
-    }
-
-    fn type_error(&self, v: &Value) -> Status {
-        Status::invalid_argument(format!(
-            "JSON Value: {} Type: {} is not of expected type: {}",
-            value_to_string(v),
-            v.type_name(),
-            tf_dtype_name(self.dtype)
-        ))
-    }
-
-    fn lossy(v: &Value, target: &str) -> Status {
-        Status::invalid_argument(format!(
-            "Cannot convert JSON value: {} to {target} without loss of precision.",
-            value_to_string(v)
-        ))
-    }
-
-    /// Appends one leaf value (`AddValueToTensor`, plus b64 objects for strings).
-    fn push(&mut self, v: &Value) -> Result<(), Status> {
-        let Some(data) = self.data.as_mut() else {
-            return Err(Status::unimplemented(format!(
-                "Conversion of JSON Value: {} to type: {}",
-                value_to_string(v),
-                tf_dtype_name(self.dtype)
-            )));
-        };
-        let ok = match (data, v) {
-            (TensorData::Str(out), Value::Object(_)) => {
-                out.push(decode_b64(v)?);
-                true
-            }
-            (_, Value::Object(_)) => false,
-            (TensorData::F32(out), Value::Number(n)) => {
-                if !lossless(*n, 24, f64::from(f32::MAX)) {
-                    return Err(Column::lossy(v, "float"));
-                }
-                out.push(n.as_f64() as f32);
-                true
-            }
-            (TensorData::F64(out), Value::Number(n)) => {
-                if !lossless(*n, 53, f64::MAX) {
-                    return Err(Column::lossy(v, "double"));
-                }
-                out.push(n.as_f64());
-                true
-            }
-            // Narrow types take any int32 and wrap, as TensorFlow's proto reader does.
-            (TensorData::I32(out), _) => v.as_i32().map(|x| out.push(x)).is_some(),
-            (TensorData::I16(out), _) => v.as_i32().map(|x| out.push(x as i16)).is_some(),
-            (TensorData::I8(out), _) => v.as_i32().map(|x| out.push(x as i8)).is_some(),
-            (TensorData::U8(out), _) => v.as_i32().map(|x| out.push(x as u8)).is_some(),
-            (TensorData::I64(out), _) => v.as_i64().map(|x| out.push(x)).is_some(),
-            (TensorData::U32(out), _) => v.as_u32().map(|x| out.push(x)).is_some(),
-            (TensorData::U64(out), _) => v.as_u64().map(|x| out.push(x)).is_some(),
-            (TensorData::Bool(out), Value::Bool(b)) => {
-                out.push(*b);
-                true
-            }
-            (TensorData::Str(out), Value::String(s)) => {
-                out.push(s.clone());
-                true
-            }
-            _ => false,
-        };
-        if ok { Ok(()) } else { Err(self.type_error(v)) }
-    }
-}
-
-/// `IsLosslessDecimal`: integers must fit the mantissa, doubles the range.
-fn lossless(n: super::value::Number, mantissa_bits: u32, max: f64) -> bool {
-    use super::value::Number;
-    let max_int: u64 = (1u64 << mantissa_bits) - 1;
-    match n {
-        Number::Double(d) => !d.is_finite() || (-max..=max).contains(&d),
-        Number::Int(i) => i.unsigned_abs() <= max_int,
-        Number::Uint(u) => u <= max_int,
-    }
-}
-
 /// The shape a nested list implies, following first elements (`GetDenseTensorShape`).
 fn dense_shape(v: &Value) -> Vec<usize> {
     let mut shape = Vec::new();
@@ -318,16 +258,6 @@ fn fill(
         fill(item, level + 1, shape, col, n)?;
     }
     Ok(())
-}
-
-fn finish(col: Column, shape: Vec<usize>) -> Result<Tensor, Status> {
-    let Some(data) = col.data else {
-        return Err(Status::unimplemented(format!(
-            "Conversion of JSON to type: {} is not supported",
-            tf_dtype_name(col.dtype)
-        )));
-    };
-    Tensor::new(shape, data).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// One named input of the columnar format.

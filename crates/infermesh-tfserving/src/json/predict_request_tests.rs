@@ -2,6 +2,7 @@
 //! TFSERVING-API.md and every error message.
 
 use super::*;
+use crate::TensorData;
 use crate::servable::method;
 
 fn info(dtype: i32) -> TensorInfo {

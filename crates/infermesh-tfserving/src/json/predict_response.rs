@@ -49,8 +49,9 @@ fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
         batch = size;
     }
     let objects = outputs.len() > 1;
-    let mut offsets: BTreeMap<&str, usize> = outputs.keys().map(|k| (k.as_str(), 0)).collect();
-    let mut w = PrettyWriter::new();
+    // Per output (in map order), the next element to write.
+    let mut offsets = vec![0usize; outputs.len()];
+    let mut w = PrettyWriter::with_capacity(text_estimate(outputs));
     w.start_object();
     w.key(b"predictions");
     w.start_array();
@@ -59,11 +60,10 @@ fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
             w.start_object();
         }
         w.set_single_line_arrays(true);
-        for (name, t) in outputs {
+        for ((name, t), offset) in outputs.iter().zip(offsets.iter_mut()) {
             if objects {
                 w.key(name.as_bytes());
             }
-            let offset = offsets.entry(name.as_str()).or_default();
             values(&mut w, t, is_bytes(name, t), 1, offset);
         }
         w.set_single_line_arrays(false);
@@ -78,7 +78,7 @@ fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
 
 fn columnar(outputs: &BTreeMap<String, Tensor>) -> String {
     let objects = outputs.len() > 1;
-    let mut w = PrettyWriter::new();
+    let mut w = PrettyWriter::with_capacity(text_estimate(outputs));
     w.start_object();
     w.key(b"outputs");
     if objects {
@@ -96,6 +96,16 @@ fn columnar(outputs: &BTreeMap<String, Tensor>) -> String {
     }
     w.end_object();
     w.finish()
+}
+
+/// Room for the usual body: keys and layout, and a dozen bytes per element (more is
+/// grown as needed).
+fn text_estimate(outputs: &BTreeMap<String, Tensor>) -> usize {
+    let elements: usize = outputs
+        .values()
+        .map(|t| t.shape.iter().product::<usize>())
+        .sum();
+    64 + outputs.keys().map(|k| k.len() + 16).sum::<usize>() + elements.min(1 << 16) * 12
 }
 
 fn is_bytes(name: &str, t: &Tensor) -> bool {

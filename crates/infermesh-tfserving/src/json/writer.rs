@@ -3,7 +3,7 @@
 //! and regress responses and for values echoed in error messages — so our bodies
 //! match TF Serving's byte for byte, e.g. `{\n    "predictions": [2.5, 3.0\n    ]\n}`.
 
-use super::number::{rapidjson_double, write_f32, write_f64};
+use super::number::{push_f32, push_f64, rapidjson_double, write_f32, write_f64};
 use super::value::{Number, Value};
 
 struct Level {
@@ -22,6 +22,15 @@ pub struct PrettyWriter {
 impl PrettyWriter {
     pub fn new() -> PrettyWriter {
         PrettyWriter::default()
+    }
+
+    /// A writer with room for `bytes` of text (it grows past that as needed).
+    pub fn with_capacity(bytes: usize) -> PrettyWriter {
+        PrettyWriter {
+            out: Vec::with_capacity(bytes),
+            stack: Vec::with_capacity(8),
+            single_line: false,
+        }
     }
 
     /// RapidJSON `kFormatSingleLineArray` on or off.
@@ -143,11 +152,13 @@ impl PrettyWriter {
     }
 
     pub fn f32(&mut self, v: f32) {
-        self.raw(&write_f32(v));
+        self.prefix();
+        push_f32(&mut self.out, v);
     }
 
     pub fn f64(&mut self, v: f64) {
-        self.raw(&write_f64(v));
+        self.prefix();
+        push_f64(&mut self.out, v);
     }
 
     /// The text; bytes that are not UTF-8 (from binary strings) become U+FFFD.
