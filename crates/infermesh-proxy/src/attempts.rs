@@ -107,7 +107,7 @@ impl Attempts<'_> {
                     self.retries.on_connect_failure
                 }
                 Err(SendError::BodyTooLarge) => false,
-                Err(SendError::Other(_)) => {
+                Err(SendError::Reset(_) | SendError::Other(_)) => {
                     // An upload the request guard cut (the client's fault) says
                     // nothing about the endpoint: leave its outlier state alone.
                     if body.verdict().get().is_none() {

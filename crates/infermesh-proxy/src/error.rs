@@ -61,6 +61,10 @@ pub enum Failure {
     /// No connection could be made to any upstream endpoint.
     #[error("upstream connect error: {0}")]
     UpstreamConnect(String),
+    /// The upstream closed or reset the connection after the request was sent and
+    /// before any response.
+    #[error("upstream reset before response: {0}")]
+    UpstreamReset(String),
     /// The upstream failed after the request was sent.
     #[error("upstream error: {0}")]
     Upstream(String),

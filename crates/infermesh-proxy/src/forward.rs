@@ -62,6 +62,12 @@ pub enum SendError {
     /// was not all sent: it answered early or went away). The request never reached
     /// it whole, so it was not served: as safe to retry as a connect failure.
     Refused(String),
+    /// The upstream closed or reset the connection after the request was sent whole
+    /// and before any response: it may have been served (so it is not retried), but
+    /// the upstream is gone or going — 503 like Envoy's "disconnect/reset before
+    /// headers", not 502. On a pooled keep-alive connection this is also the race
+    /// with an upstream that died while the connection sat idle.
+    Reset(String),
     /// The request may have reached the upstream.
     Other(String),
 }
@@ -148,6 +154,7 @@ impl Clients {
             Err(e) if closed_in_chain(&e) && !sent_whole.load(Ordering::Relaxed) => {
                 Err(SendError::Refused(chain(&e)))
             }
+            Err(e) if closed_in_chain(&e) || reset_in_chain(&e) => Err(SendError::Reset(chain(&e))),
             Err(e) => Err(SendError::Other(chain(&e))),
         }
     }
@@ -166,6 +173,7 @@ impl SendError {
     pub fn into_failure(self, limit: u64) -> Failure {
         match self {
             SendError::Connect(e) | SendError::Refused(e) => Failure::UpstreamConnect(e),
+            SendError::Reset(e) => Failure::UpstreamReset(e),
             SendError::BodyTooLarge => Failure::BodyTooLarge { limit },
             SendError::Other(e) => Failure::Upstream(e),
         }
@@ -178,6 +186,20 @@ fn broken_pipe_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(err) = cause {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// Whether the upstream reset the connection (`ECONNRESET`).
+fn reset_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionReset
         {
             return true;
         }

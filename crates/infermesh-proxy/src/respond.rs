@@ -72,6 +72,12 @@ fn classify(failure: &Failure) -> Answer {
             Status::unavailable(format!("upstream connect error: {e}")),
             None,
         ),
+        // Envoy's "upstream connect error or disconnect/reset before headers": 503.
+        Failure::UpstreamReset(e) => (
+            "upstream",
+            Status::unavailable(format!("upstream reset before response: {e}")),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+        ),
         Failure::Upstream(e) => (
             "upstream",
             Status::unavailable(format!("upstream error: {e}")),

@@ -208,6 +208,59 @@ async fn dead_sidecar_is_503_after_retries() {
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
+/// An upstream that takes the whole request and closes the connection without an
+/// answer (it died mid-request, or the pooled connection's peer was already gone): 503
+/// like Envoy's "reset before headers", not 502, and not retried — the predict may have
+/// been served.
+#[tokio::test]
+async fn upstream_closing_before_an_answer_is_503_and_not_retried() {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                // Read the head and the (small) body, then hang up.
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n{") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    let mesh = Mesh::start_with(|c| {
+        let mut w = (*c.workloads["w"]).clone();
+        w.endpoints = vec![infermesh_config::Address::Socket(addr)];
+        c.workloads.insert("w".into(), Arc::new(w));
+    })
+    .await;
+    let (head, body) = rest(&http1(), post(mesh.gateway, "/v1/models/m:predict", &[])).await;
+    assert_eq!(head.status(), 503, "{body}");
+    assert_eq!(head.headers()[&ERROR_HEADER], "upstream");
+    let error = json(&body)["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.starts_with("upstream reset before response: "),
+        "{error}"
+    );
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a request that may have been served is not sent again"
+    );
+    server.abort();
+}
+
 #[tokio::test]
 async fn slow_model_server_is_504_at_the_route_timeout() {
     let mesh = Mesh::start().await;
