@@ -182,24 +182,21 @@ impl SendError {
 
 /// Whether a write to the upstream failed because it had closed the connection.
 fn broken_pipe_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::BrokenPipe
-        {
-            return true;
-        }
-        cause = err.source();
-    }
-    false
+    io_error_in_chain(e, std::io::ErrorKind::BrokenPipe)
 }
 
 /// Whether the upstream reset the connection (`ECONNRESET`).
 fn reset_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
+    io_error_in_chain(e, std::io::ErrorKind::ConnectionReset)
+}
+
+/// Whether an I/O error of `kind` is among `e`'s causes.
+fn io_error_in_chain(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionReset
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == kind)
         {
             return true;
         }
