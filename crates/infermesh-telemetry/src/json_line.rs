@@ -5,9 +5,8 @@
 //! literal copied inline (no `memcpy` call), fixed-width values (the time stamp, the
 //! trace id, an IPv4 address) are composed on the stack and copied once, the
 //! program's own words are not scanned, and other strings are scanned for what JSON
-//! must escape eight bytes at a time. The bytes are always
-//! UTF-8: keys and numbers are ASCII, strings are copied from `&str`s with only ASCII
-//! escapes inserted.
+//! must escape eight bytes at a time. The bytes are always UTF-8: keys and numbers are
+//! ASCII, strings are copied from `&str`s with only ASCII escapes inserted.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
