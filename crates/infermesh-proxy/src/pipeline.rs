@@ -199,7 +199,7 @@ impl Proxy {
         if !self.telemetry.enabled() {
             return response;
         }
-        record::recorded(response, exchange, self.clone(), config)
+        record::recorded(response, exchange, self, config)
     }
 
     async fn pipeline(

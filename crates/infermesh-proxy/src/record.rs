@@ -112,7 +112,11 @@ pub fn recorded(
     proxy: Arc<Proxy>,
     config: Arc<MeshConfig>,
 ) -> Response<ProxyBody> {
-    let grpc_status = grpc_status(response.headers());
+    // A gRPC status in the headers (a trailers-only answer); REST answers have none.
+    let grpc_status = match exchange.protocol {
+        Protocol::Grpc => grpc_status(response.headers()),
+        Protocol::Rest => None,
+    };
     let (parts, body) = response.into_parts();
     let body = Recorded {
         inner: body,
@@ -232,11 +236,12 @@ fn record(f: &Finish, response_bytes: u64, grpc_status: Option<i32>, end: End) {
         .as_deref()
         .and_then(|p| names.by_principal.get(p))
         .and_then(|name| config.workloads.get(name));
+    let from_gateway = x.peer.as_deref() == Some(names.gateway.principal.as_str());
+    // Formatted only for a peer the config does not name.
     let unknown_peer = match (x.peer.as_deref(), caller) {
-        (Some(p), None) => Some(format!("spiffe://{p}")),
+        (Some(p), None) if !from_gateway => Some(format!("spiffe://{p}")),
         _ => None,
     };
-    let from_gateway = x.peer.as_deref() == Some(names.gateway.principal.as_str());
     let source_principal = match (caller, &unknown_peer) {
         (Some(w), _) => names.workloads.get(&w.name).map(|n| n.spiffe.as_str()),
         (None, _) if from_gateway => Some(names.gateway.spiffe.as_str()),

@@ -18,14 +18,46 @@ const LINE_ROOM: usize = 1024;
 /// A JSON object written field by field into one buffer.
 pub(crate) struct JsonLine<'o> {
     out: &'o mut Vec<u8>,
+    stamps: &'o mut Stamps,
     first: bool,
 }
 
-impl JsonLine<'_> {
-    pub(crate) fn new(out: &mut Vec<u8>) -> JsonLine<'_> {
+/// The time stamp last written by one thread: lines within the same second reuse
+/// its calendar part, and only the microseconds are written anew.
+#[derive(Debug, Default)]
+pub(crate) struct Stamps {
+    /// Seconds since the epoch of `quoted`, when it holds a stamp.
+    secs: Option<u64>,
+    quoted: [u8; 29],
+}
+
+impl Stamps {
+    /// `"2026-11-29T01:02:03.456789Z"` (with the quotes) for `t`.
+    fn quoted(&mut self, t: SystemTime) -> &[u8; 29] {
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        if self.secs == Some(d.as_secs()) {
+            let mut n = d.subsec_micros();
+            for b in self.quoted[21..27].iter_mut().rev() {
+                *b = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        } else {
+            self.quoted = rfc3339_quoted(d);
+            self.secs = Some(d.as_secs());
+        }
+        &self.quoted
+    }
+}
+
+impl<'o> JsonLine<'o> {
+    pub(crate) fn new(out: &'o mut Vec<u8>, stamps: &'o mut Stamps) -> JsonLine<'o> {
         out.reserve(LINE_ROOM);
         out.push(b'{');
-        JsonLine { out, first: true }
+        JsonLine {
+            out,
+            stamps,
+            first: true,
+        }
     }
 
     /// `key` is the field's `"name":`, a literal: its length is known where this
@@ -90,10 +122,11 @@ impl JsonLine<'_> {
             self.out.extend_from_slice(b"null");
             return;
         };
-        let micros = d.as_micros();
+        // Whole milliseconds and the microseconds past them, without `u128` division.
+        let whole = d.as_secs().saturating_mul(1000) + u64::from(d.subsec_millis());
         self.out
-            .extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
-        let frac = (micros % 1000) as u32;
+            .extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+        let frac = d.subsec_micros() % 1000;
         if frac != 0 {
             let digits = [
                 b'.',
@@ -116,7 +149,7 @@ impl JsonLine<'_> {
     /// `2026-11-29T01:02:03.456789Z`, quoted.
     pub(crate) fn time<const N: usize>(&mut self, key: &[u8; N], t: SystemTime) {
         self.key(key);
-        self.out.extend_from_slice(&rfc3339_quoted(t));
+        self.out.extend_from_slice(self.stamps.quoted(t));
     }
 
     /// Lowercase hex of `bytes` (a trace id), quoted.
@@ -199,36 +232,44 @@ fn escape_into(out: &mut Vec<u8>, value: &str) {
 pub(crate) fn needs_escape(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        // A lane is flagged when it is below 0x20 or equals '"' or '\\' (the
-        // classic "has zero/less byte" tricks; a flag can only be a false positive
-        // in lanes after a true one, so the exact byte is then found one by one).
+    let special = |b: &u8| *b == b'"' || *b == b'\\' || *b < 0x20;
+    // A lane is flagged when it is below 0x20 or equals '"' or '\\' (the classic
+    // "has zero/less byte" tricks; a flag can only be a false positive in lanes after
+    // a true one, so the exact byte is then found one by one).
+    let flagged = |at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        let x = u64::from_le_bytes(w);
         let below = x.wrapping_sub(ONES * 0x20) & !x;
         let quote =
             (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'"')));
         let slash =
             (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'\\')));
-        if (below | quote | slash) & HIGH != 0
-            && let Some(i) = chunk.iter().position(|&b| special(b))
-        {
-            return Some(offset + i);
-        }
-        offset += 8;
+        (below | quote | slash) & HIGH != 0
+    };
+    let n = bytes.len();
+    if n < 8 {
+        return bytes.iter().position(special);
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| special(b))
-        .map(|i| offset + i)
+    // Whole words, then the last eight bytes (overlapping bytes already found clean,
+    // so the first flagged byte there is still the first of the string).
+    let mut at = 0;
+    while at + 8 < n {
+        if flagged(at)
+            && let Some(i) = bytes[at..at + 8].iter().position(special)
+        {
+            return Some(at + i);
+        }
+        at += 8;
+    }
+    if flagged(n - 8) {
+        return bytes[n - 8..].iter().position(special).map(|i| n - 8 + i);
+    }
+    None
 }
 
-/// `"2026-11-29T01:02:03.456789Z"` (with the quotes).
-fn rfc3339_quoted(t: SystemTime) -> [u8; 29] {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+/// `"2026-11-29T01:02:03.456789Z"` (with the quotes), `d` after the epoch.
+fn rfc3339_quoted(d: Duration) -> [u8; 29] {
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
     let (y, m, day) = civil_from_days(days);
@@ -273,7 +314,8 @@ mod tests {
 
     fn line(write: impl FnOnce(&mut JsonLine<'_>)) -> String {
         let mut out = Vec::new();
-        let mut j = JsonLine::new(&mut out);
+        let mut stamps = Stamps::default();
+        let mut j = JsonLine::new(&mut out, &mut stamps);
         write(&mut j);
         j.finish();
         String::from_utf8(out).unwrap()
@@ -330,6 +372,22 @@ mod tests {
             assert_eq!(got, format!("{{\"d\":{float}}}\n"), "{micros} µs");
         }
         assert_eq!(line(|j| j.opt_ms(b"\"d\":", None)), "{\"d\":null}\n");
+        // Any duration (nanoseconds are cut, not rounded): whole milliseconds and up
+        // to three decimals, as the microseconds' integer arithmetic gives them.
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..20_000 {
+            let bits = rng.u32(1..40);
+            let d = Duration::new(rng.u64(..1 << bits), rng.u32(..1_000_000_000));
+            let micros = d.as_micros();
+            let want = match micros % 1000 {
+                0 => format!("{}", micros / 1000),
+                frac => format!("{}.{:03}", micros / 1000, frac)
+                    .trim_end_matches('0')
+                    .to_owned(),
+            };
+            let got = line(|j| j.opt_ms(b"\"d\":", Some(d)));
+            assert_eq!(got, format!("{{\"d\":{want}}}\n"), "{d:?}");
+        }
     }
 
     #[test]
@@ -350,7 +408,10 @@ mod tests {
 
     #[test]
     fn rfc3339_times() {
-        let stamp = |t| String::from_utf8(rfc3339_quoted(t).to_vec()).unwrap();
+        let stamp = |t: SystemTime| {
+            let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            String::from_utf8(rfc3339_quoted(d).to_vec()).unwrap()
+        };
         let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_000_000_123_456);
         assert_eq!(stamp(t), "\"2026-11-30T00:53:20.123456Z\"");
         assert_eq!(
@@ -359,6 +420,30 @@ mod tests {
         );
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(stamp(leap), "\"2000-02-29T00:00:00.000000Z\"");
+    }
+
+    /// A thread's stamps, for times in and out of order, within a second and across
+    /// seconds, days and years: the same as computing each one afresh.
+    #[test]
+    fn cached_stamps_equal_fresh_ones() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut stamps = Stamps::default();
+        let mut t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        for _ in 0..50_000 {
+            let step = match rng.u8(..4) {
+                0 => Duration::from_nanos(rng.u64(..1_000_000)),
+                1 => Duration::from_micros(rng.u64(..3_000_000)),
+                2 => Duration::from_secs(rng.u64(..400 * 86_400)),
+                _ => Duration::ZERO,
+            };
+            t = if rng.bool() || t < SystemTime::UNIX_EPOCH + step {
+                t + step
+            } else {
+                t - step
+            };
+            let fresh = rfc3339_quoted(t.duration_since(SystemTime::UNIX_EPOCH).unwrap());
+            assert_eq!(stamps.quoted(t), &fresh, "{t:?}");
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub mod export;
 pub mod exposition;
 mod json_line;
 pub mod metrics;
+mod per_thread;
 mod record;
+mod requests;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -88,17 +90,12 @@ impl Telemetry {
 
     /// Records one finished exchange in metrics, trace and access log.
     pub fn record(&self, r: &Record<'_>) {
-        self.metrics
-            .observe(&r.labels(&self.metrics), r.observation());
-        if let Some(d) = &r.decision {
-            self.metrics
-                .decision(r.reporter.label(), d.allowed, d.policy);
-        }
+        self.metrics.request(&r.metrics());
         if let (Some(spans), true) = (&self.spans, r.trace.sampled) {
             spans.submit(r.span());
         }
         if let Some(log) = &self.access_log {
-            log.write(|fields, out| r.log_into(fields, out));
+            log.write(|fields, out, stamps| r.log_into(fields, out, stamps));
         }
     }
 }

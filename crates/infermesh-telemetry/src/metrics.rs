@@ -5,175 +5,15 @@
 //! Every label value comes from the config or a closed set (an unknown model is
 //! `unknown`, signatures are capped per model), so cardinality is bounded.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The maps on the request path hash with foldhash: SipHash over a label set's ~20
-/// strings was a third of what the metrics cost a request. (Label values come from
-/// the config or closed sets, so flooding is not a concern; collisions are handled.)
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// Istio's default duration buckets, in milliseconds.
-const DURATION_MS_BUCKETS: &[f64] = &[
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
-    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
-];
-/// Istio's byte-size buckets: 1 B to 1 GB by powers of ten.
-const BYTES_BUCKETS: &[f64] = &[1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
-/// Distinct signature names counted per model; later ones count as `other`.
-const MAX_SIGNATURES_PER_MODEL: usize = 16;
-
-/// A model version as a label value: the number, or `unknown`.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct VersionLabel(pub Option<i64>);
-
-impl EncodeLabelValue for VersionLabel {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        use std::fmt::Write as _;
-        match self.0 {
-            Some(v) => write!(encoder, "{v}"),
-            None => encoder.write_str("unknown"),
-        }
-    }
-}
-
-/// The labels of Istio's request metrics, plus the model's (owned: what the registry
-/// keeps for each series).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct IstioLabels {
-    pub reporter: &'static str,
-    pub source_workload: String,
-    pub source_workload_namespace: String,
-    pub source_principal: String,
-    pub destination_workload: String,
-    pub destination_workload_namespace: String,
-    pub destination_principal: String,
-    pub destination_service: String,
-    pub destination_version: VersionLabel,
-    pub request_protocol: &'static str,
-    pub response_code: u16,
-    pub grpc_response_status: &'static str,
-    pub response_flags: &'static str,
-    pub connection_security_policy: &'static str,
-    pub model_name: String,
-    pub model_version: VersionLabel,
-    pub model_signature: String,
-    pub model_api: &'static str,
-}
-
-/// The same labels borrowed, as a request has them: looked up without allocating;
-/// turned into [`IstioLabels`] only the first time a label set is seen.
-#[derive(Clone, Copy, Debug)]
-pub struct LabelRefs<'a> {
-    pub reporter: &'static str,
-    pub source_workload: &'a str,
-    pub source_workload_namespace: &'a str,
-    pub source_principal: &'a str,
-    pub destination_workload: &'a str,
-    pub destination_workload_namespace: &'a str,
-    pub destination_principal: &'a str,
-    pub destination_service: &'a str,
-    pub version: Option<i64>,
-    pub request_protocol: &'static str,
-    pub response_code: u16,
-    pub grpc_response_status: &'static str,
-    pub response_flags: &'static str,
-    pub connection_security_policy: &'static str,
-    pub model_name: &'a str,
-    pub model_signature: &'a str,
-    pub model_api: &'static str,
-}
-
-impl LabelRefs<'_> {
-    fn key(&self) -> u64 {
-        let mut h = foldhash::fast::FixedState::with_seed(0x1e57_1a6e_15e7_1e5d).build_hasher();
-        (
-            self.reporter,
-            self.source_workload,
-            self.source_workload_namespace,
-        )
-            .hash(&mut h);
-        (self.source_principal, self.destination_workload).hash(&mut h);
-        (
-            self.destination_workload_namespace,
-            self.destination_principal,
-        )
-            .hash(&mut h);
-        (
-            self.destination_service,
-            self.version,
-            self.request_protocol,
-        )
-            .hash(&mut h);
-        (
-            self.response_code,
-            self.grpc_response_status,
-            self.response_flags,
-        )
-            .hash(&mut h);
-        (self.connection_security_policy, self.model_name).hash(&mut h);
-        (self.model_signature, self.model_api).hash(&mut h);
-        h.finish()
-    }
-
-    fn matches(&self, l: &IstioLabels) -> bool {
-        self.reporter == l.reporter
-            && self.response_code == l.response_code
-            && self.version == l.model_version.0
-            && self.grpc_response_status == l.grpc_response_status
-            && self.response_flags == l.response_flags
-            && self.request_protocol == l.request_protocol
-            && self.model_api == l.model_api
-            && self.connection_security_policy == l.connection_security_policy
-            && self.model_name == l.model_name
-            && self.model_signature == l.model_signature
-            && self.source_workload == l.source_workload
-            && self.source_workload_namespace == l.source_workload_namespace
-            && self.source_principal == l.source_principal
-            && self.destination_workload == l.destination_workload
-            && self.destination_workload_namespace == l.destination_workload_namespace
-            && self.destination_principal == l.destination_principal
-            && self.destination_service == l.destination_service
-    }
-
-    fn owned(self) -> IstioLabels {
-        IstioLabels {
-            reporter: self.reporter,
-            source_workload: self.source_workload.to_owned(),
-            source_workload_namespace: self.source_workload_namespace.to_owned(),
-            source_principal: self.source_principal.to_owned(),
-            destination_workload: self.destination_workload.to_owned(),
-            destination_workload_namespace: self.destination_workload_namespace.to_owned(),
-            destination_principal: self.destination_principal.to_owned(),
-            destination_service: self.destination_service.to_owned(),
-            destination_version: VersionLabel(self.version),
-            request_protocol: self.request_protocol,
-            response_code: self.response_code,
-            grpc_response_status: self.grpc_response_status,
-            response_flags: self.response_flags,
-            connection_security_policy: self.connection_security_policy,
-            model_name: self.model_name.to_owned(),
-            model_version: VersionLabel(self.version),
-            model_signature: self.model_signature.to_owned(),
-            model_api: self.model_api,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecisionLabels {
-    reporter: &'static str,
-    action: &'static str,
-    policy: String,
-}
+use crate::requests::{Request, RequestMetrics};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JwtLabels {
@@ -198,49 +38,13 @@ pub(crate) struct DropLabels {
     pub(crate) reason: &'static str,
 }
 
-/// The four Istio series of one label set (clones share the registered values).
-#[derive(Clone, Debug)]
-struct Series {
-    requests: Counter,
-    duration: Histogram,
-    request_bytes: Histogram,
-    response_bytes: Histogram,
-}
-
-impl Series {
-    fn observe(&self, o: &Observation) {
-        self.requests.inc();
-        self.duration.observe(o.duration_ms);
-        self.request_bytes.observe(o.request_bytes as f64);
-        self.response_bytes.observe(o.response_bytes as f64);
-    }
-}
-
-/// One request's numbers for the Istio metrics.
-#[derive(Clone, Copy, Debug)]
-pub struct Observation {
-    pub duration_ms: f64,
-    pub request_bytes: u64,
-    pub response_bytes: u64,
-}
-
 /// Every metric of the process; shared by its gateway and sidecars.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<IstioLabels, Counter>,
-    duration: Histograms,
-    request_bytes: Histograms,
-    response_bytes: Histograms,
-    /// Hash of a label set → its series (a list, for hash collisions), so a request
-    /// costs one lookup without allocating, not four.
-    series: RwLock<FastMap<u64, Vec<(IstioLabels, Series)>>>,
-    /// Per model, the signature names counted so far (at most 16).
-    signatures: RwLock<FastMap<String, Vec<String>>>,
-    decisions: Family<DecisionLabels, Counter>,
-    /// Policy name → its decision counters by (reporter, action), found without
-    /// allocating.
-    decision_counters: RwLock<FastMap<String, [Counter; 4]>>,
+    /// Istio's request metrics and the authorization decisions, counted per thread
+    /// (a collector in `registry`).
+    requests: Arc<RequestMetrics>,
     jwt: Family<JwtLabels, Counter>,
     retries: Family<UpstreamLabels, Counter>,
     connect_failures: Family<UpstreamLabels, Counter>,
@@ -286,49 +90,11 @@ impl Default for Metrics {
     }
 }
 
-type Histograms = Family<IstioLabels, Histogram, fn() -> Histogram>;
-
-fn duration_histogram() -> Histogram {
-    Histogram::new(DURATION_MS_BUCKETS.iter().copied())
-}
-
-fn bytes_histogram() -> Histogram {
-    Histogram::new(BYTES_BUCKETS.iter().copied())
-}
-
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let requests = Family::<IstioLabels, Counter>::default();
-        let duration: Histograms = Family::new_with_constructor(duration_histogram);
-        let request_bytes: Histograms = Family::new_with_constructor(bytes_histogram);
-        let response_bytes: Histograms = Family::new_with_constructor(bytes_histogram);
-        registry.register(
-            "istio_requests",
-            "Requests handled, by source, destination, response and model (Istio standard metric)",
-            requests.clone(),
-        );
-        registry.register(
-            "istio_request_duration_milliseconds",
-            "Request duration in milliseconds from first byte in to last byte out (Istio standard metric)",
-            duration.clone(),
-        );
-        registry.register(
-            "istio_request_bytes",
-            "Request body size in bytes (Istio standard metric)",
-            request_bytes.clone(),
-        );
-        registry.register(
-            "istio_response_bytes",
-            "Response body size in bytes (Istio standard metric)",
-            response_bytes.clone(),
-        );
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "infermesh_authz_decisions",
-            "Authorization decisions by action (allow, deny) and deciding policy (empty: the default)",
-            decisions.clone(),
-        );
+        let requests = Arc::new(RequestMetrics::default());
+        registry.register_collector(Box::new(requests.clone()));
         let jwt = Family::<JwtLabels, Counter>::default();
         registry.register(
             "infermesh_jwt_validations",
@@ -380,13 +146,6 @@ impl Metrics {
         Metrics {
             registry,
             requests,
-            duration,
-            request_bytes,
-            response_bytes,
-            series: RwLock::default(),
-            signatures: RwLock::default(),
-            decisions,
-            decision_counters: RwLock::default(),
             jwt,
             retries,
             connect_failures,
@@ -432,97 +191,10 @@ impl Metrics {
             });
     }
 
-    /// Counts one request in Istio's four metrics.
-    pub fn observe(&self, labels: &LabelRefs<'_>, o: Observation) {
-        let key = labels.key();
-        {
-            // The common case: a known series, updated under the read lock (no clone
-            // of its four handles: eight reference-count updates on cache lines that
-            // both worker threads share).
-            let map = self.series.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, series)) = map
-                .get(&key)
-                .and_then(|list| list.iter().find(|(l, _)| labels.matches(l)))
-            {
-                series.observe(&o);
-                return;
-            }
-        }
-        // A new label set: its four series are created once (the families own them).
-        let owned = labels.owned();
-        let series = Series {
-            requests: self.requests.get_or_create(&owned).clone(),
-            duration: self.duration.get_or_create(&owned).clone(),
-            request_bytes: self.request_bytes.get_or_create(&owned).clone(),
-            response_bytes: self.response_bytes.get_or_create(&owned).clone(),
-        };
-        let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
-        let list = map.entry(key).or_default();
-        if !list.iter().any(|(l, _)| labels.matches(l)) {
-            list.push((owned, series.clone()));
-        }
-        drop(map);
-        series.observe(&o);
-    }
-
-    /// Whether a request's signature name may be a label value: one of the first 16
-    /// names seen for the model (else the request counts as `other`).
-    pub fn signature_counted(&self, model: &str, signature: &str) -> bool {
-        {
-            let seen = self.signatures.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(names) = seen.get(model) {
-                if names.iter().any(|n| n == signature) {
-                    return true;
-                }
-                if names.len() >= MAX_SIGNATURES_PER_MODEL {
-                    return false;
-                }
-            }
-        }
-        let mut seen = self.signatures.write().unwrap_or_else(|e| e.into_inner());
-        let names = seen.entry(model.to_owned()).or_default();
-        if names.iter().any(|n| n == signature) {
-            return true;
-        }
-        if names.len() < MAX_SIGNATURES_PER_MODEL {
-            names.push(signature.to_owned());
-            return true;
-        }
-        false
-    }
-
-    pub fn decision(&self, reporter: &'static str, allowed: bool, policy: Option<&str>) {
-        let policy = policy.unwrap_or("");
-        let index = usize::from(reporter == "destination") * 2 + usize::from(allowed);
-        if let Some(counters) = self
-            .decision_counters
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(policy)
-        {
-            counters[index].inc();
-            return;
-        }
-        let counter = |reporter, action| {
-            let labels = DecisionLabels {
-                reporter,
-                action,
-                policy: policy.to_owned(),
-            };
-            self.decisions.get_or_create(&labels).clone()
-        };
-        let counters = [
-            counter("source", "deny"),
-            counter("source", "allow"),
-            counter("destination", "deny"),
-            counter("destination", "allow"),
-        ];
-        counters[index].inc();
-        self.decision_counters
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(policy.to_owned())
-            .or_insert(counters);
+    /// Counts one finished request: Istio's four metrics, its signature name and
+    /// its authorization decision.
+    pub(crate) fn request(&self, r: &Request<'_>) {
+        self.requests.record(r);
     }
 
     /// `issuer` must be a configured issuer (or `unknown`), never the token's claim.
@@ -618,39 +290,6 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-
-    #[test]
-    fn signatures_are_capped_per_model() {
-        let metrics = Metrics::new();
-        for i in 0..16 {
-            assert!(metrics.signature_counted("m", &format!("sig{i}")));
-        }
-        assert!(
-            !metrics.signature_counted("m", "sig16"),
-            "the 17th name is `other`"
-        );
-        assert!(metrics.signature_counted("m", "sig3"), "known names stay");
-        assert!(
-            metrics.signature_counted("other-model", "sig16"),
-            "the cap is per model"
-        );
-    }
-
-    #[test]
-    fn decisions_count_by_reporter_action_and_policy() {
-        let metrics = Metrics::new();
-        metrics.decision("source", true, Some("p"));
-        metrics.decision("source", true, Some("p"));
-        metrics.decision("destination", false, None);
-        let text = metrics.prometheus_text();
-        assert!(
-            text.contains(
-                r#"infermesh_authz_decisions_total{reporter="source",action="allow",policy="p"} 2"#
-            ),
-            "{text}"
-        );
-        assert!(text.contains(r#"infermesh_authz_decisions_total{reporter="destination",action="deny",policy=""} 1"#), "{text}");
-    }
 
     #[test]
     fn external_metrics_are_read_at_every_scrape() {

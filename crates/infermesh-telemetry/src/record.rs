@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::context::TraceContext;
 use crate::export::{self, SpanData};
-use crate::json_line::JsonLine;
-use crate::metrics::{LabelRefs, Metrics, Observation};
+use crate::json_line::{JsonLine, Stamps};
+use crate::requests::{LabelRefs, Observation, Request};
 
 /// Which side of a hop reports: the gateway reports as Istio's `source` (the client
 /// side of the gateway→sidecar hop), a sidecar as `destination`.
@@ -100,12 +100,32 @@ pub struct Record<'a> {
     pub response_bytes: u64,
 }
 
+/// Every access-log field, in order: the default line.
+const ALL_IN_ORDER: [usize; 23] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+];
+const _: () = assert!(ALL_IN_ORDER.len() == crate::ACCESS_LOG_FIELDS.len());
+
 const GRPC_CODES: [&str; 17] = [
     "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
 ];
 
 impl Record<'_> {
-    pub(crate) fn labels(&self, metrics: &Metrics) -> LabelRefs<'_> {
+    /// What the request adds to the metrics.
+    pub(crate) fn metrics(&self) -> Request<'_> {
+        Request {
+            labels: self.labels(),
+            signature: self.model.zip(self.signature),
+            observation: self.observation(),
+            decision: self
+                .decision
+                .map(|d| (self.reporter.label(), d.allowed, d.policy.unwrap_or(""))),
+        }
+    }
+
+    /// The Istio labels; the signature is `""` here when the request named a model
+    /// and a signature (the metrics decide between the name and `other`).
+    fn labels(&self) -> LabelRefs<'_> {
         LabelRefs {
             reporter: self.reporter.label(),
             source_workload: self.source.workload,
@@ -132,16 +152,12 @@ impl Record<'_> {
                 (Reporter::Sidecar, false) => "none",
             },
             model_name: self.model.unwrap_or("unknown"),
-            model_signature: match (self.model, self.signature) {
-                (Some(m), Some(s)) if metrics.signature_counted(m, s) => s,
-                (Some(_), Some(_)) => "other",
-                _ => "",
-            },
+            model_signature: "",
             model_api: self.api.unwrap_or("unknown"),
         }
     }
 
-    pub(crate) fn observation(&self) -> Observation {
+    fn observation(&self) -> Observation {
         Observation {
             duration_ms: self.duration.as_secs_f64() * 1000.0,
             request_bytes: self.request_bytes,
@@ -203,60 +219,74 @@ impl Record<'_> {
     #[cfg(test)]
     pub(crate) fn log_line(&self, fields: &[usize]) -> String {
         let mut out = Vec::new();
-        self.log_into(fields, &mut out);
+        self.log_into(fields, &mut out, &mut Stamps::default());
         String::from_utf8(out).expect("access-log lines are UTF-8")
     }
 
     /// [`Record::log_line`], appended to `out` (no allocation of its own).
-    pub(crate) fn log_into(&self, fields: &[usize], out: &mut Vec<u8>) {
-        let mut j = JsonLine::new(out);
-        for &index in fields {
-            // Matched by position in ACCESS_LOG_FIELDS (no string comparisons; a test
-            // checks that each position writes its field's name).
-            match index {
-                0 => j.time(b"\"time\":", self.started),
-                1 => j.str(b"\"request_id\":", self.request_id),
-                2 => j.hex16(b"\"trace_id\":", &self.trace.trace_id),
-                3 => j.word(b"\"reporter\":", Some(self.reporter.role())),
-                4 => j.word(
-                    b"\"protocol\":",
-                    Some(match self.protocol {
-                        Protocol::Http => "http",
-                        Protocol::Grpc => "grpc",
-                    }),
-                ),
-                5 => j.str(b"\"method\":", self.method),
-                6 => j.str(b"\"path\":", self.path),
-                7 => j.opt_str(
-                    b"\"peer_principal\":",
-                    self.mtls.then_some(self.source.principal),
-                ),
-                8 => j.opt_str(b"\"request_principal\":", self.request_principal),
-                9 => match self.source_address {
-                    Some(a) => j.socket_addr(b"\"source_address\":", a),
-                    None => j.opt_str(b"\"source_address\":", None),
-                },
-                10 => j.opt_str(b"\"model\":", self.model),
-                11 => j.opt_num(b"\"version\":", self.version),
-                12 => j.opt_str(b"\"signature\":", self.signature),
-                13 => j.word(b"\"api\":", self.api),
-                14 => j.word(
-                    b"\"decision\":",
-                    self.decision
-                        .map(|d| if d.allowed { "allow" } else { "deny" }),
-                ),
-                15 => j.opt_str(b"\"policy\":", self.decision.and_then(|d| d.policy)),
-                16 => j.opt_num(b"\"status\":", Some(self.status)),
-                17 => j.opt_num(b"\"grpc_status\":", self.grpc_status),
-                18 => j.word(b"\"response_flags\":", Some(self.response_flags)),
-                19 => j.opt_num(b"\"request_bytes\":", Some(self.request_bytes)),
-                20 => j.opt_num(b"\"response_bytes\":", Some(self.response_bytes)),
-                21 => j.opt_ms(b"\"upstream_ms\":", self.upstream),
-                22 => j.opt_ms(b"\"duration_ms\":", Some(self.duration)),
-                _ => {}
+    pub(crate) fn log_into(&self, fields: &[usize], out: &mut Vec<u8>, stamps: &mut Stamps) {
+        let mut j = JsonLine::new(out, stamps);
+        if fields == ALL_IN_ORDER {
+            // The default: every field in order, written straight through (no loop
+            // and no dispatch per field; a test compares it with the loop below).
+            macro_rules! each {
+                ($($i:literal)*) => { $(self.field(&mut j, $i);)* };
+            }
+            each!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22);
+        } else {
+            for &index in fields {
+                self.field(&mut j, index);
             }
         }
         j.finish();
+    }
+
+    /// One field, by its position in ACCESS_LOG_FIELDS (no string comparisons; a
+    /// test checks that each position writes its field's name).
+    #[inline(always)]
+    fn field(&self, j: &mut JsonLine<'_>, index: usize) {
+        match index {
+            0 => j.time(b"\"time\":", self.started),
+            1 => j.str(b"\"request_id\":", self.request_id),
+            2 => j.hex16(b"\"trace_id\":", &self.trace.trace_id),
+            3 => j.word(b"\"reporter\":", Some(self.reporter.role())),
+            4 => j.word(
+                b"\"protocol\":",
+                Some(match self.protocol {
+                    Protocol::Http => "http",
+                    Protocol::Grpc => "grpc",
+                }),
+            ),
+            5 => j.str(b"\"method\":", self.method),
+            6 => j.str(b"\"path\":", self.path),
+            7 => j.opt_str(
+                b"\"peer_principal\":",
+                self.mtls.then_some(self.source.principal),
+            ),
+            8 => j.opt_str(b"\"request_principal\":", self.request_principal),
+            9 => match self.source_address {
+                Some(a) => j.socket_addr(b"\"source_address\":", a),
+                None => j.opt_str(b"\"source_address\":", None),
+            },
+            10 => j.opt_str(b"\"model\":", self.model),
+            11 => j.opt_num(b"\"version\":", self.version),
+            12 => j.opt_str(b"\"signature\":", self.signature),
+            13 => j.word(b"\"api\":", self.api),
+            14 => j.word(
+                b"\"decision\":",
+                self.decision
+                    .map(|d| if d.allowed { "allow" } else { "deny" }),
+            ),
+            15 => j.opt_str(b"\"policy\":", self.decision.and_then(|d| d.policy)),
+            16 => j.opt_num(b"\"status\":", Some(self.status)),
+            17 => j.opt_num(b"\"grpc_status\":", self.grpc_status),
+            18 => j.word(b"\"response_flags\":", Some(self.response_flags)),
+            19 => j.opt_num(b"\"request_bytes\":", Some(self.request_bytes)),
+            20 => j.opt_num(b"\"response_bytes\":", Some(self.response_bytes)),
+            21 => j.opt_ms(b"\"upstream_ms\":", self.upstream),
+            22 => j.opt_ms(b"\"duration_ms\":", Some(self.duration)),
+            _ => {}
+        }
     }
 }
 
@@ -319,6 +349,51 @@ mod tests {
         assert_eq!(keys.len(), crate::ACCESS_LOG_FIELDS.len());
         let only = r.log_line(&[16, 10]);
         assert_eq!(only, "{\"status\":200,\"model\":\"m\"}\n");
+    }
+
+    /// The default line (all fields, written straight through) is the line the
+    /// per-field loop writes, for records with and without each optional part.
+    #[test]
+    fn the_default_line_equals_the_field_by_field_line() {
+        let trace = TraceContext::extract(&http::HeaderMap::new(), 0.0, &mut fastrand::Rng::new());
+        let base = record(trace);
+        let variants = [
+            base.clone(),
+            Record {
+                source_address: Some("127.0.0.1:1".parse().unwrap()),
+                mtls: true,
+                upstream: Some(Duration::from_micros(1234)),
+                signature: Some("serving_default"),
+                ..base.clone()
+            },
+            Record {
+                source_address: Some("[::1]:8080".parse().unwrap()),
+                request_principal: None,
+                model: None,
+                version: None,
+                api: None,
+                decision: None,
+                grpc_status: None,
+                ..base.clone()
+            },
+        ];
+        // In reverse order, so the loop runs (the default is only the in-order list).
+        let mut reversed = ALL_IN_ORDER;
+        reversed.reverse();
+        for r in &variants {
+            let straight = r.log_line(&ALL_IN_ORDER);
+            let parse = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap();
+            assert_eq!(parse(&straight), parse(&r.log_line(&reversed)));
+            // And field by field, with the loop's own separators.
+            let pieces: Vec<String> = ALL_IN_ORDER
+                .iter()
+                .map(|&i| {
+                    let one = r.log_line(&[i]);
+                    one[1..one.len() - 2].to_owned()
+                })
+                .collect();
+            assert_eq!(straight, format!("{{{}}}\n", pieces.join(",")));
+        }
     }
 
     #[test]
