@@ -11,12 +11,13 @@ use std::sync::{Arc, RwLock};
 
 use infermesh_tfserving::Status;
 use tract_core::internal::{DatumType, IntoTValue, TDim, TValue, TVec};
-use tract_core::model::TypedRunnableModel;
 use tract_core::prelude::{IntoRunnable, TractResult};
 use tract_tensorflow::tract_hir::prelude::{InferenceFact, InferenceModel, InferenceModelExt};
 
+use crate::plan::Runnable;
+
 type TractTensor = tract_core::internal::Tensor;
-type Plan = Arc<TypedRunnableModel>;
+type Plan = Arc<Runnable>;
 
 /// Plans kept per program; past this, an arbitrary entry makes room.
 const CACHE_CAPACITY: usize = 64;
@@ -213,7 +214,7 @@ impl Program {
             let all = model.output_outlets()?.to_vec();
             let wanted: Vec<_> = key.outputs.iter().map(|&o| all[o]).collect();
             model.select_output_outlets(&wanted)?;
-            model.into_optimized()?.into_runnable()
+            Runnable::new(model.into_optimized()?.into_runnable()?).map(Arc::new)
         });
         match result {
             Ok(Ok(plan)) => Ok(plan),
