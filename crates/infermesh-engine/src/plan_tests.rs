@@ -153,11 +153,18 @@ fn fast_binary_nodes_and_pool_match_tract() {
                             shape.extend_from_slice(rest);
                             let x = tensor(dt, &shape, &mut rng).into_tvalue();
                             let unused = tensor(dt, &[2], &mut rng).into_tvalue();
+                            let sent = bits(&x);
+                            // Every other round the caller still holds the input:
+                            // it must come out unchanged.
+                            let held = (round % 2 == 0).then(|| x.clone());
                             let inputs: TVec<TValue> = tvec![x, unused];
                             let want = runnable.run_plain(inputs.clone()).unwrap();
                             let got = runnable.run(inputs).unwrap();
                             assert_eq!(got.len(), want.len());
                             assert_eq!(bits(&got[0]), bits(&want[0]), "{what} round {round}");
+                            if let Some(held) = held {
+                                assert_eq!(bits(&held), sent, "{what} round {round}");
+                            }
                             runs += 1;
                         }
                         // What is idle in the pool is what a fresh state holds.

@@ -7,7 +7,9 @@
 //! tensor. Anything outside the checked case — another op, dtype or layout, a constant
 //! of several values, a rank mismatch — goes back to tract's own eval, unchanged.
 
-use tract_core::internal::{DatumType, IntoTValue, IntoTensor, TValue, TVec, tvec};
+use std::sync::Arc;
+
+use tract_core::internal::{DatumType, IntoArcTensor, TValue, TVec, tvec};
 use tract_core::model::{TypedModel, TypedNode};
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::konst::Const;
@@ -114,9 +116,10 @@ impl ScalarBin {
     pub fn eval(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, TVec<TValue>> {
         // The operand that is not the constant.
         let at = usize::from(self.scalar_is_a);
-        let x = &inputs[at];
-        let natural = inputs.len() == 2
-            && x.rank() == self.rank
+        let Some(x) = inputs.get(at).filter(|_| inputs.len() == 2) else {
+            return Err(inputs);
+        };
+        let natural = x.rank() == self.rank
             && x.shape().iter().product::<usize>() == x.len()
             && x.strides() == &*tract_core::internal::Tensor::natural_strides(x.shape())
             && x.is_plain();
@@ -128,8 +131,11 @@ impl ScalarBin {
             return Err(inputs);
         }
         let mut inputs = inputs;
-        // Two operands: taking one out leaves the constant, at the other place.
-        let mut t = inputs.swap_remove(at).into_tensor();
+        // Two operands: taking one out leaves the constant, at the other place. The
+        // values are changed in place when no one else holds them (the usual case:
+        // the plan has let go of its own copy), else in a copy, as tract does.
+        let mut arc = inputs.swap_remove(at).into_arc_tensor();
+        let t = Arc::make_mut(&mut arc);
         let done = match (t.as_plain_ram_mut(), self.scalar) {
             (Some(mut plain), Scalar::F32(s)) => plain
                 .as_slice_mut::<f32>()
@@ -141,11 +147,12 @@ impl ScalarBin {
                 .is_ok(),
             (None, _) => false,
         };
+        let value = TValue::from_const(arc);
         if done {
-            Ok(tvec!(t.into_tvalue()))
+            Ok(tvec!(value))
         } else {
             // Not reached after the checks above; hand the operands back in order.
-            inputs.insert(at, t.into_tvalue());
+            inputs.insert(at, value);
             Err(inputs)
         }
     }
