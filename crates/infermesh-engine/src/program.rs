@@ -77,7 +77,11 @@ impl Program {
 
     /// Runs the graph on `inputs` (program input order) and returns the program
     /// outputs listed in `outputs` (ascending indices), in that order.
-    pub fn run(&self, inputs: Vec<TractTensor>, outputs: &[usize]) -> Result<TVec<TValue>, Status> {
+    pub fn run(
+        &self,
+        inputs: TVec<TractTensor>,
+        outputs: &[usize],
+    ) -> Result<TVec<TValue>, Status> {
         let plan = self.plan(&inputs, outputs)?;
         let values: TVec<TValue> = inputs.into_iter().map(|t| t.into_tvalue()).collect();
         match guard(|| plan.run(values)) {
