@@ -6,6 +6,7 @@
 //! checkpoint, and its optimized plans cached so a request pays only for the run.
 #![forbid(unsafe_code)]
 
+mod chain;
 mod checkpoint;
 mod convert;
 mod error;

@@ -1,5 +1,6 @@
-//! One optimized tract plan and how it runs: its nodes' fast forms (see
-//! [`crate::scalar_bin`]), and a small pool of run states so a request does not build
+//! One optimized tract plan and how it runs: as a [`crate::chain`] when it is one,
+//! else through tract's executor with its nodes' fast forms (see
+//! [`crate::scalar_bin`]) and a small pool of run states so a request does not build
 //! and drop tract's per-run `SimpleState` (value table, symbol table, per-node op
 //! states) every time.
 //!
@@ -19,6 +20,7 @@ use tract_core::ops::matmul::optimized::OptMatMul;
 use tract_core::plan::eval;
 use tract_core::prelude::TractResult;
 
+use crate::chain::Chain;
 use crate::scalar_bin::ScalarBin;
 
 /// Idle states kept per plan: about the number of runs in flight at once.
@@ -31,12 +33,14 @@ pub struct Runnable {
     fast: Vec<Option<ScalarBin>>,
     /// Idle states, when the plan's states can be reused (see the module doc).
     pool: Option<Mutex<Vec<TypedSimpleState>>>,
+    /// The plan without tract's executor, when it is a chain of fast nodes.
+    chain: Option<Chain>,
 }
 
 impl Runnable {
     pub fn new(plan: Arc<TypedRunnableModel>) -> TractResult<Runnable> {
         let model = plan.model();
-        let fast = model
+        let fast: Vec<Option<ScalarBin>> = model
             .nodes()
             .iter()
             .map(|node| ScalarBin::for_node(model, node))
@@ -45,11 +49,22 @@ impl Runnable {
         let reusable = state.op_states.iter().all(Option::is_none)
             && !model.nodes().iter().any(|n| n.op_is::<OptMatMul>());
         let pool = reusable.then(|| Mutex::new(vec![state]));
-        Ok(Runnable { plan, fast, pool })
+        let chain = Chain::new(model, plan.order_without_consts(), &fast);
+        Ok(Runnable {
+            plan,
+            fast,
+            pool,
+            chain,
+        })
     }
 
     /// Runs the plan on `inputs` (model input order); the outputs in model order.
     pub fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        if let Some(chain) = &self.chain
+            && chain.accepts(&inputs)
+        {
+            return chain.run(inputs);
+        }
         let mut state = match self.take_state() {
             Some(state) => state,
             None => self.plan.spawn()?,
@@ -77,10 +92,36 @@ impl Runnable {
         self.plan.run(inputs)
     }
 
-    /// How many nodes have a fast form, and whether states are pooled.
+    /// How many nodes have a fast form, whether states are pooled, whether the plan
+    /// runs as a chain.
     #[cfg(test)]
-    pub fn shortcuts(&self) -> (usize, bool) {
-        (self.fast.iter().flatten().count(), self.pool.is_some())
+    pub fn shortcuts(&self) -> (usize, bool, bool) {
+        (
+            self.fast.iter().flatten().count(),
+            self.pool.is_some(),
+            self.chain.is_some(),
+        )
+    }
+
+    /// Runs through tract's executor (fast node forms and the pool, no chain).
+    #[cfg(test)]
+    pub fn run_without_chain(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let mut state = match self.take_state() {
+            Some(state) => state,
+            None => self.plan.spawn()?,
+        };
+        let fast = &self.fast;
+        let outputs = state.run_plan_with_eval(inputs, |ctx, op_state, node, inputs| match fast
+            .get(node.id)
+        {
+            Some(Some(op)) if op_state.is_none() => match op.eval(inputs) {
+                Ok(outputs) => Ok(outputs),
+                Err(inputs) => eval(ctx, op_state, node, inputs),
+            },
+            _ => eval(ctx, op_state, node, inputs),
+        })?;
+        self.give_back(state);
+        Ok(outputs)
     }
 
     /// The idle states, for tests that check what a pooled state holds.

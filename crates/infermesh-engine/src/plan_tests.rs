@@ -142,7 +142,11 @@ fn fast_binary_nodes_and_pool_match_tract() {
                         let fast = dt != DatumType::I32 && k_len == 1;
                         let what =
                             format!("{name} {dt:?} rest {rest:?} k first {k_first} k {k_shape:?}");
-                        assert_eq!(runnable.shortcuts(), (usize::from(fast), true), "{what}");
+                        assert_eq!(
+                            runnable.shortcuts(),
+                            (usize::from(fast), true, fast),
+                            "{what}"
+                        );
                         for round in 0..40 {
                             let batch = if k_len == 2 {
                                 2
@@ -159,6 +163,8 @@ fn fast_binary_nodes_and_pool_match_tract() {
                             let held = (round % 2 == 0).then(|| x.clone());
                             let inputs: TVec<TValue> = tvec![x, unused];
                             let want = runnable.run_plain(inputs.clone()).unwrap();
+                            let pooled = runnable.run_without_chain(inputs.clone()).unwrap();
+                            assert_eq!(bits(&pooled[0]), bits(&want[0]), "{what} round {round}");
                             let got = runnable.run(inputs).unwrap();
                             assert_eq!(got.len(), want.len());
                             assert_eq!(bits(&got[0]), bits(&want[0]), "{what} round {round}");
@@ -214,4 +220,113 @@ fn failed_run_leaves_the_pool_clean() {
     ];
     let want = runnable.run_plain(good.clone()).unwrap();
     assert_eq!(bits(&runnable.run(good).unwrap()[0]), bits(&want[0]));
+}
+
+/// Generated graphs of one-value-constant arithmetic over one or two inputs, with
+/// outputs read from anywhere (inputs, values also used later, the same one twice):
+/// the chain runner, tract's executor with the fast forms and the pool, and tract
+/// alone agree bit for bit; inputs that disagree on the batch size fail on every path.
+#[test]
+fn generated_chains_match_tract() {
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let ops: [MakeOp; 5] = [math::add, math::sub, math::subf, math::mul, math::div];
+    let (mut chains, mut runs, mut refused) = (0, 0, 0);
+    for case in 0..300 {
+        let dt = if rng.next().is_multiple_of(2) {
+            DatumType::F32
+        } else {
+            DatumType::F64
+        };
+        let rest: Vec<usize> = match rng.next() % 3 {
+            0 => vec![],
+            1 => vec![2],
+            _ => vec![1, 3],
+        };
+        let mut model = TypedModel::default();
+        let batch = model.sym("batch");
+        let batch_dims = |lead: TDim| -> TVec<TDim> {
+            let mut dims: TVec<TDim> = tvec![lead];
+            dims.extend(rest.iter().map(|&d| d.to_dim()));
+            dims
+        };
+        let mut values = vec![
+            model
+                .add_source("a", dt.fact(batch_dims(batch.clone().into())))
+                .unwrap(),
+        ];
+        // A second input sharing the batch symbol, or with a fixed leading dimension.
+        let second = match rng.next() % 3 {
+            0 => None,
+            1 => Some(true),
+            _ => Some(false),
+        };
+        if let Some(shared) = second {
+            let lead = if shared {
+                batch.clone().into()
+            } else {
+                2.to_dim()
+            };
+            values.push(model.add_source("b", dt.fact(batch_dims(lead))).unwrap());
+        }
+        for i in 0..1 + rng.next() % 6 {
+            let x = values[(rng.next() % values.len() as u64) as usize];
+            let k = tensor(dt, &vec![1; rest.len() + 1], &mut rng);
+            let k = model.add_const(format!("k{i}"), k).unwrap();
+            let op = ops[(rng.next() % 5) as usize]();
+            let inputs = if rng.next().is_multiple_of(2) {
+                [x, k]
+            } else {
+                [k, x]
+            };
+            values.push(model.wire_node(format!("n{i}"), op, &inputs).unwrap()[0]);
+        }
+        let outputs: Vec<OutletId> = (0..1 + rng.next() % 3)
+            .map(|_| values[(rng.next() % values.len() as u64) as usize])
+            .collect();
+        model.select_output_outlets(&outputs).unwrap();
+        let runnable = Runnable::new(model.into_runnable().unwrap()).unwrap();
+        assert!(runnable.shortcuts().2, "case {case}: not a chain");
+        chains += 1;
+        for round in 0..12 {
+            let b = (rng.next() % 5) as usize;
+            let mut inputs: TVec<TValue> = TVec::new();
+            let mut shape = vec![b];
+            shape.extend_from_slice(&rest);
+            inputs.push(tensor(dt, &shape, &mut rng).into_tvalue());
+            if let Some(shared) = second {
+                // Now and then a batch size that disagrees with the first input's.
+                shape[0] = if shared && round % 4 == 3 {
+                    b + 1
+                } else if shared {
+                    b
+                } else {
+                    2
+                };
+                inputs.push(tensor(dt, &shape, &mut rng).into_tvalue());
+            }
+            let want = runnable.run_plain(inputs.clone());
+            let pooled = runnable.run_without_chain(inputs.clone());
+            let got = runnable.run(inputs);
+            match want {
+                Ok(want) => {
+                    let (pooled, got) = (pooled.unwrap(), got.unwrap());
+                    assert_eq!(got.len(), want.len(), "case {case}");
+                    for ((w, p), g) in want.iter().zip(&pooled).zip(&got) {
+                        assert_eq!(bits(p), bits(w), "case {case} round {round}");
+                        assert_eq!(bits(g), bits(w), "case {case} round {round}");
+                    }
+                    runs += 1;
+                }
+                Err(_) => {
+                    assert!(pooled.is_err() && got.is_err(), "case {case} round {round}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(chains, 300);
+    assert!(
+        runs > 3000 && refused > 50,
+        "{runs} runs, {refused} refused"
+    );
 }
