@@ -13,7 +13,7 @@
 
 use tract_core::internal::format_err;
 use tract_core::internal::{DatumType, Symbol, TDim, TValue, TVec, Tensor, tvec};
-use tract_core::model::{OutletId, TypedModel};
+use tract_core::model::TypedModel;
 use tract_core::ops::konst::Const;
 use tract_core::prelude::TractResult;
 
@@ -35,22 +35,15 @@ struct Input {
     dims: Vec<Dim>,
 }
 
-/// Where an operand comes from.
-#[derive(Debug)]
-enum Operand {
-    /// The value of an input or an earlier step; `take` at its last use.
-    Value {
-        node: usize,
-        take: bool,
-    },
-    Const(TValue),
-}
-
+/// One node: `op` applied to the value in slot `x` (the constant operand is in `op`),
+/// into slot `node` (node ids while the chain is built).
 #[derive(Debug)]
 struct Step {
     node: usize,
     op: ScalarBin,
-    operands: [Operand; 2],
+    x: usize,
+    /// Move the value out of the table: this is its last use and it is no output.
+    take: bool,
 }
 
 /// A plan the chain runner can run.
@@ -59,9 +52,10 @@ pub struct Chain {
     inputs: Vec<Input>,
     symbols: usize,
     steps: Vec<Step>,
-    /// Per model output, the node holding it.
+    /// Per model output, the slot holding it.
     outputs: Vec<usize>,
-    nodes: usize,
+    /// Size of the value table: inputs, then steps.
+    slots: usize,
 }
 
 impl Chain {
@@ -130,26 +124,20 @@ impl Chain {
             {
                 return None;
             }
-            let operand = |o: &OutletId| -> Option<Operand> {
-                if let Some(k) = model.node(o.node).op_as::<Const>() {
-                    Some(Operand::Const(TValue::from_const(k.val().clone())))
-                } else {
-                    computed.contains(&o.node).then_some(Operand::Value {
-                        node: o.node,
-                        take: false,
-                    })
-                }
+            let (k, x) = if op.const_input() == 0 {
+                (a, b)
+            } else {
+                (b, a)
             };
-            let operands = [operand(a)?, operand(b)?];
-            for o in &operands {
-                if let Operand::Value { node, .. } = o {
-                    uses[*node] += 1;
-                }
+            if !model.node(k.node).op_is::<Const>() || !computed.contains(&x.node) {
+                return None;
             }
+            uses[x.node] += 1;
             steps.push(Step {
                 node: id,
                 op,
-                operands,
+                x: x.node,
+                take: false,
             });
             computed.push(id);
         }
@@ -158,19 +146,27 @@ impl Chain {
         }
         // Mark each value's last use (not for outputs, which are read at the end).
         for step in steps.iter_mut() {
-            for o in step.operands.iter_mut() {
-                if let Operand::Value { node, take } = o {
-                    uses[*node] -= 1;
-                    *take = uses[*node] == 0 && !outputs.contains(node);
-                }
-            }
+            uses[step.x] -= 1;
+            step.take = uses[step.x] == 0 && !outputs.contains(&step.x);
         }
+        // Values live in a small table: the inputs in model order, then the steps.
+        let slots: Vec<usize> = inputs
+            .iter()
+            .map(|i| i.node)
+            .chain(steps.iter().map(|s| s.node))
+            .collect();
+        let slot = |node: usize| slots.iter().position(|&s| s == node);
+        for (i, step) in steps.iter_mut().enumerate() {
+            step.x = slot(step.x)?;
+            step.node = inputs.len() + i;
+        }
+        let outputs = outputs.into_iter().map(slot).collect::<Option<_>>()?;
         Some(Chain {
             inputs,
             symbols: symbols.len(),
             steps,
             outputs,
-            nodes: model.nodes().len(),
+            slots: slots.len(),
         })
     }
 
@@ -200,28 +196,21 @@ impl Chain {
 
     /// Runs on inputs [`Chain::accepts`]; the outputs in model order.
     pub fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let mut values: Vec<Option<TValue>> = vec![None; self.nodes];
-        for (t, spec) in inputs.into_iter().zip(&self.inputs) {
-            values[spec.node] = Some(t);
-        }
+        let mut values: TVec<Option<TValue>> = inputs.into_iter().map(Some).collect();
+        values.resize(self.slots, None);
         for step in &self.steps {
-            let mut operands: TVec<TValue> = TVec::new();
-            for o in &step.operands {
-                operands.push(
-                    match o {
-                        Operand::Const(k) => Some(k.clone()),
-                        Operand::Value { node, take: true } => values[*node].take(),
-                        Operand::Value { node, take: false } => values[*node].clone(),
-                    }
-                    .ok_or_else(|| format_err!("chain: node {} has no value", step.node))?,
-                );
-            }
-            // Checked inputs and steps that keep type, shape and layout: it accepts.
-            let out = step
+            let x = if step.take {
+                values[step.x].take()
+            } else {
+                values[step.x].clone()
+            };
+            let x = x.ok_or_else(|| format_err!("chain: slot {} has no value", step.x))?;
+            // Checked inputs, and steps that keep type, shape and layout: it applies.
+            let y = step
                 .op
-                .eval(operands)
-                .map_err(|_| format_err!("chain: node {} refused its operands", step.node))?;
-            values[step.node] = out.into_iter().next();
+                .apply_to(x)
+                .ok_or_else(|| format_err!("chain: step into slot {} refused its operand", step.node))?;
+            values[step.node] = Some(y);
         }
         self.outputs
             .iter()

@@ -111,6 +111,36 @@ impl ScalarBin {
         })
     }
 
+    /// Which input (0 or 1) is the constant.
+    pub fn const_input(&self) -> usize {
+        usize::from(!self.scalar_is_a)
+    }
+
+    /// Applies the node to its other operand `x`, known to have the node's type, rank
+    /// and natural layout (see [`crate::chain`]); `None` when its storage is not plain
+    /// values of the node's type after all.
+    pub fn apply_to(&self, x: TValue) -> Option<TValue> {
+        let mut arc = x.into_arc_tensor();
+        self.apply_in(Arc::make_mut(&mut arc))
+            .then(|| TValue::from_const(arc))
+    }
+
+    /// `x op s` (or `s op x`) on every value of `t`, in place; `false` (untouched)
+    /// unless `t` holds plain values of the node's type.
+    fn apply_in(&self, t: &mut tract_core::internal::Tensor) -> bool {
+        match (t.as_plain_ram_mut(), self.scalar) {
+            (Some(mut plain), Scalar::F32(s)) => plain
+                .as_slice_mut::<f32>()
+                .map(|values| apply(self.kind, self.scalar_is_a, values, s))
+                .is_ok(),
+            (Some(mut plain), Scalar::F64(s)) => plain
+                .as_slice_mut::<f64>()
+                .map(|values| apply(self.kind, self.scalar_is_a, values, s))
+                .is_ok(),
+            (None, _) => false,
+        }
+    }
+
     /// Evaluates the node on `inputs`, or hands them back when they are outside the
     /// fast case (the caller then runs tract's eval on them).
     pub fn eval(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, TVec<TValue>> {
@@ -135,18 +165,7 @@ impl ScalarBin {
         // values are changed in place when no one else holds them (the usual case:
         // the plan has let go of its own copy), else in a copy, as tract does.
         let mut arc = inputs.swap_remove(at).into_arc_tensor();
-        let t = Arc::make_mut(&mut arc);
-        let done = match (t.as_plain_ram_mut(), self.scalar) {
-            (Some(mut plain), Scalar::F32(s)) => plain
-                .as_slice_mut::<f32>()
-                .map(|values| apply(self.kind, self.scalar_is_a, values, s))
-                .is_ok(),
-            (Some(mut plain), Scalar::F64(s)) => plain
-                .as_slice_mut::<f64>()
-                .map(|values| apply(self.kind, self.scalar_is_a, values, s))
-                .is_ok(),
-            (None, _) => false,
-        };
+        let done = self.apply_in(Arc::make_mut(&mut arc));
         let value = TValue::from_const(arc);
         if done {
             Ok(tvec!(value))
