@@ -206,10 +206,9 @@ impl Chain {
             };
             let x = x.ok_or_else(|| format_err!("chain: slot {} has no value", step.x))?;
             // Checked inputs, and steps that keep type, shape and layout: it applies.
-            let y = step
-                .op
-                .apply_to(x)
-                .ok_or_else(|| format_err!("chain: step into slot {} refused its operand", step.node))?;
+            let y = step.op.apply_to(x).ok_or_else(|| {
+                format_err!("chain: step into slot {} refused its operand", step.node)
+            })?;
             values[step.node] = Some(y);
         }
         self.outputs

@@ -10,13 +10,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, RwLock};
 
 use infermesh_tfserving::Status;
-use tract_core::internal::{DatumType, IntoTValue, TDim, TValue, TVec};
+use tract_core::internal::{DatumType, TDim, TValue, TVec};
 use tract_core::prelude::{IntoRunnable, TractResult};
 use tract_tensorflow::tract_hir::prelude::{InferenceFact, InferenceModel, InferenceModelExt};
 
 use crate::plan::Runnable;
 
-type TractTensor = tract_core::internal::Tensor;
 type Plan = Arc<Runnable>;
 
 /// Plans kept per program; past this, an arbitrary entry makes room.
@@ -77,14 +76,9 @@ impl Program {
 
     /// Runs the graph on `inputs` (program input order) and returns the program
     /// outputs listed in `outputs` (ascending indices), in that order.
-    pub fn run(
-        &self,
-        inputs: TVec<TractTensor>,
-        outputs: &[usize],
-    ) -> Result<TVec<TValue>, Status> {
+    pub fn run(&self, inputs: TVec<TValue>, outputs: &[usize]) -> Result<TVec<TValue>, Status> {
         let plan = self.plan(&inputs, outputs)?;
-        let values: TVec<TValue> = inputs.into_iter().map(|t| t.into_tvalue()).collect();
-        match guard(|| plan.run(values)) {
+        match guard(|| plan.run(inputs)) {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(Status::invalid_argument(format!(
                 "{} failed: {}",
@@ -130,7 +124,7 @@ impl Program {
         cache.insert(key, entry);
     }
 
-    fn plan(&self, inputs: &[TractTensor], outputs: &[usize]) -> Result<Plan, Status> {
+    fn plan(&self, inputs: &[TValue], outputs: &[usize]) -> Result<Plan, Status> {
         let first = inputs.first().and_then(|t| t.shape().first().copied());
         let batched = first.is_some() && inputs.iter().all(|t| t.shape().first().copied() == first);
         if batched {

@@ -5,13 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use infermesh_tfserving::{DType, Servable, Signature, Status, Tensor, TensorData};
-use tract_core::internal::TVec;
+use tract_core::internal::{IntoTValue, TValue, TVec};
 
 use crate::convert;
 use crate::program::Program;
 use crate::savedmodel::example::{self, DenseFeature, Example};
-
-type TractTensor = tract_core::internal::Tensor;
 
 /// Where one program input comes from.
 pub enum Source {
@@ -94,7 +92,7 @@ impl Runner {
         Ok(wanted)
     }
 
-    fn inputs(&self, mut inputs: BTreeMap<String, Tensor>) -> Result<TVec<TractTensor>, Status> {
+    fn inputs(&self, mut inputs: BTreeMap<String, Tensor>) -> Result<TVec<TValue>, Status> {
         let mut parsed: HashMap<&str, Vec<Example>> = HashMap::new();
         let mut values = TVec::with_capacity(self.sources.len());
         for (ix, source) in self.sources.iter().enumerate() {
@@ -109,7 +107,7 @@ impl Runner {
                             tensor.dtype()
                         )));
                     }
-                    values.push(convert::to_tract(tensor)?);
+                    values.push(convert::to_tract(tensor)?.into_tvalue());
                 }
                 Source::Feature { key, feature } => {
                     if !parsed.contains_key(key.as_str()) {
@@ -122,7 +120,8 @@ impl Runner {
                         };
                         parsed.insert(key, example::decode(serialized)?);
                     }
-                    values.push(example::dense_tensor(&parsed[key.as_str()], feature)?);
+                    values
+                        .push(example::dense_tensor(&parsed[key.as_str()], feature)?.into_tvalue());
                 }
             }
         }
