@@ -21,6 +21,9 @@ type Plan = Arc<Runnable>;
 /// Plans kept per program; past this, an arbitrary entry makes room.
 const CACHE_CAPACITY: usize = 64;
 
+/// Ready plans a request finds without building a key (the first ones used).
+const RECENT_CAPACITY: usize = 4;
+
 /// What a plan is specialised for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct PlanKey {
@@ -30,6 +33,25 @@ struct PlanKey {
     inputs: Vec<(DatumType, Vec<usize>)>,
     /// The leading dimension of every input is one symbolic batch size.
     batch: bool,
+}
+
+impl PlanKey {
+    /// Whether a request's tensors and outputs would build this key: the key
+    /// [`Program::plan_by_key`] uses for them (batch keys only for batched inputs).
+    fn matches(&self, inputs: &[TValue], outputs: &[usize], batched: bool) -> bool {
+        self.outputs == outputs
+            && (!self.batch || batched)
+            && self.inputs.len() == inputs.len()
+            && self.inputs.iter().zip(inputs).all(|((dt, shape), t)| {
+                *dt == t.datum_type()
+                    && shape.len() == t.rank()
+                    && shape
+                        .iter()
+                        .zip(t.shape())
+                        .enumerate()
+                        .all(|(axis, (k, d))| (self.batch && axis == 0) || k == d)
+            })
+    }
 }
 
 enum Entry {
@@ -46,6 +68,11 @@ pub struct Program {
     what: String,
     model: InferenceModel,
     cache: RwLock<HashMap<PlanKey, Entry, foldhash::fast::RandomState>>,
+    /// The first few ready plans with their keys, matched against a request's tensors
+    /// in place: the usual request (one signature, a few shapes, any batch size) finds
+    /// its plan without building and hashing a key. Filled once, never evicted (a plan
+    /// stays valid for its key even when the cache drops it).
+    recent: RwLock<Vec<(PlanKey, Plan)>>,
 }
 
 /// Runs `f`, turning a panic inside tract into an error.
@@ -71,6 +98,7 @@ impl Program {
             what,
             model,
             cache: RwLock::new(HashMap::default()),
+            recent: RwLock::new(Vec::new()),
         }
     }
 
@@ -104,6 +132,17 @@ impl Program {
         entries
     }
 
+    /// How many recent plans there are, and whether each is the cache's plan for its key.
+    #[cfg(test)]
+    pub fn recent(&self) -> (usize, bool) {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let all = recent.iter().all(
+            |(key, plan)| matches!(cache.get(key), Some(Entry::Ready(p)) if Arc::ptr_eq(p, plan)),
+        );
+        (recent.len(), all)
+    }
+
     fn lookup(&self, key: &PlanKey) -> Option<Result<Plan, Option<String>>> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         cache.get(key).map(|entry| match entry {
@@ -127,6 +166,45 @@ impl Program {
     fn plan(&self, inputs: &[TValue], outputs: &[usize]) -> Result<Plan, Status> {
         let first = inputs.first().and_then(|t| t.shape().first().copied());
         let batched = first.is_some() && inputs.iter().all(|t| t.shape().first().copied() == first);
+        if let Some(plan) = self.recent_plan(inputs, outputs, batched) {
+            return Ok(plan);
+        }
+        let plan = self.plan_by_key(inputs, outputs, batched)?;
+        let full = self.recent.read().unwrap_or_else(|p| p.into_inner()).len() >= RECENT_CAPACITY;
+        if !full && let Some(key) = self.key_of(&plan) {
+            let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
+            if recent.len() < RECENT_CAPACITY && !recent.iter().any(|(k, _)| *k == key) {
+                recent.push((key, plan.clone()));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// A recent plan whose key these tensors match.
+    fn recent_plan(&self, inputs: &[TValue], outputs: &[usize], batched: bool) -> Option<Plan> {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .find(|(key, _)| key.matches(inputs, outputs, batched))
+            .map(|(_, plan)| plan.clone())
+    }
+
+    /// The cache key a ready plan is stored under.
+    fn key_of(&self, plan: &Plan) -> Option<PlanKey> {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache.iter().find_map(|(key, entry)| match entry {
+            Entry::Ready(p) if Arc::ptr_eq(p, plan) => Some(key.clone()),
+            _ => None,
+        })
+    }
+
+    /// The plan for these tensors through the keyed cache (building it on a miss).
+    fn plan_by_key(
+        &self,
+        inputs: &[TValue],
+        outputs: &[usize],
+        batched: bool,
+    ) -> Result<Plan, Status> {
         if batched {
             let key = PlanKey {
                 outputs: outputs.to_vec(),
