@@ -65,6 +65,11 @@ impl Runnable {
         {
             return chain.run(inputs);
         }
+        self.run_tract(inputs)
+    }
+
+    /// Runs through tract's executor, with the fast node forms and a pooled state.
+    fn run_tract(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let mut state = match self.take_state() {
             Some(state) => state,
             None => self.plan.spawn()?,
@@ -106,22 +111,7 @@ impl Runnable {
     /// Runs through tract's executor (fast node forms and the pool, no chain).
     #[cfg(test)]
     pub fn run_without_chain(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let mut state = match self.take_state() {
-            Some(state) => state,
-            None => self.plan.spawn()?,
-        };
-        let fast = &self.fast;
-        let outputs = state.run_plan_with_eval(inputs, |ctx, op_state, node, inputs| match fast
-            .get(node.id)
-        {
-            Some(Some(op)) if op_state.is_none() => match op.eval(inputs) {
-                Ok(outputs) => Ok(outputs),
-                Err(inputs) => eval(ctx, op_state, node, inputs),
-            },
-            _ => eval(ctx, op_state, node, inputs),
-        })?;
-        self.give_back(state);
-        Ok(outputs)
+        self.run_tract(inputs)
     }
 
     /// The idle states, for tests that check what a pooled state holds.
@@ -150,8 +140,8 @@ impl Runnable {
 
 /// After a successful run: what tract's end-of-run reset (computed values and resolved
 /// symbols cleared) leaves behind that a fresh state does not have — the symbol
-/// scenario, and the values of model inputs the
-/// plan's order does not reach (outputs not asked for).
+/// scenario, and the values of model inputs the plan's order does not reach (inputs
+/// that only outputs not asked for need).
 fn scrub(state: &mut TypedSimpleState, plan: &TypedRunnableModel) {
     let turn = &mut state.turn_state;
     turn.scenario = None;
