@@ -6,7 +6,6 @@
 //! checkpoint, and its optimized plans cached so a request pays only for the run.
 #![forbid(unsafe_code)]
 
-mod chain;
 mod checkpoint;
 mod convert;
 mod error;

@@ -1,8 +1,7 @@
-//! One optimized tract plan and how it runs: as a [`crate::chain`] when it is one,
-//! else through tract's executor with its nodes' fast forms (see
-//! [`crate::scalar_bin`]) and a small pool of run states so a request does not build
-//! and drop tract's per-run `SimpleState` (value table, symbol table, per-node op
-//! states) every time.
+//! One optimized tract plan and how it runs: through tract's executor, with its
+//! nodes' fast forms (see [`crate::scalar_bin`]) and a small pool of run states so a
+//! request does not build and drop tract's per-run `SimpleState` (value table, symbol
+//! table, per-node op states) every time.
 //!
 //! A state is pooled only when it cannot carry anything from one run to the next:
 //! every op of the plan keeps no state between runs (`EvalOp::state` is `None`) and no
@@ -20,7 +19,6 @@ use tract_core::ops::matmul::optimized::OptMatMul;
 use tract_core::plan::eval;
 use tract_core::prelude::TractResult;
 
-use crate::chain::Chain;
 use crate::scalar_bin::ScalarBin;
 
 /// Idle states kept per plan: about the number of runs in flight at once.
@@ -33,8 +31,6 @@ pub struct Runnable {
     fast: Vec<Option<ScalarBin>>,
     /// Idle states, when the plan's states can be reused (see the module doc).
     pool: Option<Mutex<Vec<TypedSimpleState>>>,
-    /// The plan without tract's executor, when it is a chain of fast nodes.
-    chain: Option<Chain>,
 }
 
 impl Runnable {
@@ -49,27 +45,12 @@ impl Runnable {
         let reusable = state.op_states.iter().all(Option::is_none)
             && !model.nodes().iter().any(|n| n.op_is::<OptMatMul>());
         let pool = reusable.then(|| Mutex::new(vec![state]));
-        let chain = Chain::new(model, plan.order_without_consts(), &fast);
-        Ok(Runnable {
-            plan,
-            fast,
-            pool,
-            chain,
-        })
+        Ok(Runnable { plan, fast, pool })
     }
 
-    /// Runs the plan on `inputs` (model input order); the outputs in model order.
+    /// Runs the plan on `inputs` (model input order) through tract's executor, with
+    /// the fast node forms and a pooled state; the outputs in model order.
     pub fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        if let Some(chain) = &self.chain
-            && chain.accepts(&inputs)
-        {
-            return chain.run(inputs);
-        }
-        self.run_tract(inputs)
-    }
-
-    /// Runs through tract's executor, with the fast node forms and a pooled state.
-    fn run_tract(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let mut state = match self.take_state() {
             Some(state) => state,
             None => self.plan.spawn()?,
@@ -97,21 +78,10 @@ impl Runnable {
         self.plan.run(inputs)
     }
 
-    /// How many nodes have a fast form, whether states are pooled, whether the plan
-    /// runs as a chain.
+    /// How many nodes have a fast form, and whether states are pooled.
     #[cfg(test)]
-    pub fn shortcuts(&self) -> (usize, bool, bool) {
-        (
-            self.fast.iter().flatten().count(),
-            self.pool.is_some(),
-            self.chain.is_some(),
-        )
-    }
-
-    /// Runs through tract's executor (fast node forms and the pool, no chain).
-    #[cfg(test)]
-    pub fn run_without_chain(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        self.run_tract(inputs)
+    pub fn shortcuts(&self) -> (usize, bool) {
+        (self.fast.iter().flatten().count(), self.pool.is_some())
     }
 
     /// The idle states, for tests that check what a pooled state holds.

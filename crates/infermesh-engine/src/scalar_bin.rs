@@ -111,20 +111,6 @@ impl ScalarBin {
         })
     }
 
-    /// Which input (0 or 1) is the constant.
-    pub fn const_input(&self) -> usize {
-        usize::from(!self.scalar_is_a)
-    }
-
-    /// Applies the node to its other operand `x`, known to have the node's type, rank
-    /// and natural layout (see [`crate::chain`]); `None` when its storage is not plain
-    /// values of the node's type after all.
-    pub fn apply_to(&self, x: TValue) -> Option<TValue> {
-        let mut arc = x.into_arc_tensor();
-        self.apply_in(Arc::make_mut(&mut arc))
-            .then(|| TValue::from_const(arc))
-    }
-
     /// `x op s` (or `s op x`) on every value of `t`, in place; `false` (untouched)
     /// unless `t` holds plain values of the node's type.
     fn apply_in(&self, t: &mut tract_core::internal::Tensor) -> bool {
