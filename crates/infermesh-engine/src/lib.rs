@@ -10,8 +10,10 @@ mod checkpoint;
 mod convert;
 mod error;
 mod onnx;
+mod plan;
 mod program;
 mod savedmodel;
+mod scalar_bin;
 mod servable;
 #[cfg(test)]
 mod test_support;

@@ -105,11 +105,11 @@ pub fn load(path: &Path) -> Result<Engine, LoadError> {
         );
         outputs.insert(name, ix);
     }
-    let runner = Runner {
-        program: Program::new(format!("model {}", path.display()), model),
+    let runner = Runner::new(
+        Program::new(format!("model {}", path.display()), model),
         sources,
         outputs,
-    };
+    );
     let signatures = BTreeMap::from([(DEFAULT_SIGNATURE.to_string(), signature)]);
     let runners = HashMap::from([(DEFAULT_SIGNATURE.to_string(), runner)]);
     Ok(Engine::new(signatures, runners))

@@ -10,16 +10,19 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, RwLock};
 
 use infermesh_tfserving::Status;
-use tract_core::internal::{DatumType, IntoTValue, TDim, TValue, TVec};
-use tract_core::model::TypedRunnableModel;
+use tract_core::internal::{DatumType, TDim, TValue, TVec};
 use tract_core::prelude::{IntoRunnable, TractResult};
 use tract_tensorflow::tract_hir::prelude::{InferenceFact, InferenceModel, InferenceModelExt};
 
-type TractTensor = tract_core::internal::Tensor;
-type Plan = Arc<TypedRunnableModel>;
+use crate::plan::Runnable;
+
+type Plan = Arc<Runnable>;
 
 /// Plans kept per program; past this, an arbitrary entry makes room.
 const CACHE_CAPACITY: usize = 64;
+
+/// Ready plans a request finds without building a key (the first ones used).
+const RECENT_CAPACITY: usize = 4;
 
 /// What a plan is specialised for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -30,6 +33,25 @@ struct PlanKey {
     inputs: Vec<(DatumType, Vec<usize>)>,
     /// The leading dimension of every input is one symbolic batch size.
     batch: bool,
+}
+
+impl PlanKey {
+    /// Whether a request's tensors and outputs would build this key: the key
+    /// [`Program::plan_by_key`] uses for them (batch keys only for batched inputs).
+    fn matches(&self, inputs: &[TValue], outputs: &[usize], batched: bool) -> bool {
+        self.outputs == outputs
+            && (!self.batch || batched)
+            && self.inputs.len() == inputs.len()
+            && self.inputs.iter().zip(inputs).all(|((dt, shape), t)| {
+                *dt == t.datum_type()
+                    && shape.len() == t.rank()
+                    && shape
+                        .iter()
+                        .zip(t.shape())
+                        .enumerate()
+                        .all(|(axis, (k, d))| (self.batch && axis == 0) || k == d)
+            })
+    }
 }
 
 enum Entry {
@@ -46,6 +68,11 @@ pub struct Program {
     what: String,
     model: InferenceModel,
     cache: RwLock<HashMap<PlanKey, Entry, foldhash::fast::RandomState>>,
+    /// The first few ready plans with their keys, matched against a request's tensors
+    /// in place: the usual request (one signature, a few shapes, any batch size) finds
+    /// its plan without building and hashing a key. Filled once, never evicted (a plan
+    /// stays valid for its key even when the cache drops it).
+    recent: RwLock<Vec<(PlanKey, Plan)>>,
 }
 
 /// Runs `f`, turning a panic inside tract into an error.
@@ -71,15 +98,15 @@ impl Program {
             what,
             model,
             cache: RwLock::new(HashMap::default()),
+            recent: RwLock::new(Vec::new()),
         }
     }
 
     /// Runs the graph on `inputs` (program input order) and returns the program
     /// outputs listed in `outputs` (ascending indices), in that order.
-    pub fn run(&self, inputs: Vec<TractTensor>, outputs: &[usize]) -> Result<TVec<TValue>, Status> {
+    pub fn run(&self, inputs: TVec<TValue>, outputs: &[usize]) -> Result<TVec<TValue>, Status> {
         let plan = self.plan(&inputs, outputs)?;
-        let values: TVec<TValue> = inputs.into_iter().map(|t| t.into_tvalue()).collect();
-        match guard(|| plan.run(values)) {
+        match guard(|| plan.run(inputs)) {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(Status::invalid_argument(format!(
                 "{} failed: {}",
@@ -105,6 +132,17 @@ impl Program {
         entries
     }
 
+    /// How many recent plans there are, and whether each is the cache's plan for its key.
+    #[cfg(test)]
+    pub fn recent(&self) -> (usize, bool) {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let all = recent.iter().all(
+            |(key, plan)| matches!(cache.get(key), Some(Entry::Ready(p)) if Arc::ptr_eq(p, plan)),
+        );
+        (recent.len(), all)
+    }
+
     fn lookup(&self, key: &PlanKey) -> Option<Result<Plan, Option<String>>> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         cache.get(key).map(|entry| match entry {
@@ -125,9 +163,48 @@ impl Program {
         cache.insert(key, entry);
     }
 
-    fn plan(&self, inputs: &[TractTensor], outputs: &[usize]) -> Result<Plan, Status> {
+    fn plan(&self, inputs: &[TValue], outputs: &[usize]) -> Result<Plan, Status> {
         let first = inputs.first().and_then(|t| t.shape().first().copied());
         let batched = first.is_some() && inputs.iter().all(|t| t.shape().first().copied() == first);
+        if let Some(plan) = self.recent_plan(inputs, outputs, batched) {
+            return Ok(plan);
+        }
+        let plan = self.plan_by_key(inputs, outputs, batched)?;
+        let full = self.recent.read().unwrap_or_else(|p| p.into_inner()).len() >= RECENT_CAPACITY;
+        if !full && let Some(key) = self.key_of(&plan) {
+            let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
+            if recent.len() < RECENT_CAPACITY && !recent.iter().any(|(k, _)| *k == key) {
+                recent.push((key, plan.clone()));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// A recent plan whose key these tensors match.
+    fn recent_plan(&self, inputs: &[TValue], outputs: &[usize], batched: bool) -> Option<Plan> {
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .find(|(key, _)| key.matches(inputs, outputs, batched))
+            .map(|(_, plan)| plan.clone())
+    }
+
+    /// The cache key a ready plan is stored under.
+    fn key_of(&self, plan: &Plan) -> Option<PlanKey> {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache.iter().find_map(|(key, entry)| match entry {
+            Entry::Ready(p) if Arc::ptr_eq(p, plan) => Some(key.clone()),
+            _ => None,
+        })
+    }
+
+    /// The plan for these tensors through the keyed cache (building it on a miss).
+    fn plan_by_key(
+        &self,
+        inputs: &[TValue],
+        outputs: &[usize],
+        batched: bool,
+    ) -> Result<Plan, Status> {
         if batched {
             let key = PlanKey {
                 outputs: outputs.to_vec(),
@@ -213,7 +290,7 @@ impl Program {
             let all = model.output_outlets()?.to_vec();
             let wanted: Vec<_> = key.outputs.iter().map(|&o| all[o]).collect();
             model.select_output_outlets(&wanted)?;
-            model.into_optimized()?.into_runnable()
+            Runnable::new(model.into_optimized()?.into_runnable()?).map(Arc::new)
         });
         match result {
             Ok(Ok(plan)) => Ok(plan),

@@ -5,12 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use infermesh_tfserving::{DType, Servable, Signature, Status, Tensor, TensorData};
+use tract_core::internal::{IntoTValue, TValue, TVec};
 
 use crate::convert;
 use crate::program::Program;
 use crate::savedmodel::example::{self, DenseFeature, Example};
-
-type TractTensor = tract_core::internal::Tensor;
 
 /// Where one program input comes from.
 pub enum Source {
@@ -27,6 +26,8 @@ pub struct Runner {
     pub sources: Vec<Source>,
     /// Per output key, the program output that holds it.
     pub outputs: BTreeMap<String, usize>,
+    /// The program outputs of all keys, ascending, each once (no output filter).
+    all_outputs: Vec<usize>,
 }
 
 /// A loaded model version.
@@ -60,6 +61,18 @@ fn keys<'a>(keys: impl Iterator<Item = &'a String>) -> String {
 }
 
 impl Runner {
+    pub fn new(program: Program, sources: Vec<Source>, outputs: BTreeMap<String, usize>) -> Runner {
+        let mut all_outputs: Vec<usize> = outputs.values().copied().collect();
+        all_outputs.sort_unstable();
+        all_outputs.dedup();
+        Runner {
+            program,
+            sources,
+            outputs,
+            all_outputs,
+        }
+    }
+
     fn outputs_for(&self, filter: &[String]) -> Result<Vec<(String, usize)>, Status> {
         if filter.is_empty() {
             return Ok(self.outputs.iter().map(|(k, &i)| (k.clone(), i)).collect());
@@ -79,9 +92,9 @@ impl Runner {
         Ok(wanted)
     }
 
-    fn inputs(&self, mut inputs: BTreeMap<String, Tensor>) -> Result<Vec<TractTensor>, Status> {
+    fn inputs(&self, mut inputs: BTreeMap<String, Tensor>) -> Result<TVec<TValue>, Status> {
         let mut parsed: HashMap<&str, Vec<Example>> = HashMap::new();
-        let mut values = Vec::with_capacity(self.sources.len());
+        let mut values = TVec::with_capacity(self.sources.len());
         for (ix, source) in self.sources.iter().enumerate() {
             match source {
                 Source::Tensor { key, dtype } => {
@@ -94,7 +107,7 @@ impl Runner {
                             tensor.dtype()
                         )));
                     }
-                    values.push(convert::to_tract(tensor)?);
+                    values.push(convert::to_tract(tensor)?.into_tvalue());
                 }
                 Source::Feature { key, feature } => {
                     if !parsed.contains_key(key.as_str()) {
@@ -107,7 +120,8 @@ impl Runner {
                         };
                         parsed.insert(key, example::decode(serialized)?);
                     }
-                    values.push(example::dense_tensor(&parsed[key.as_str()], feature)?);
+                    values
+                        .push(example::dense_tensor(&parsed[key.as_str()], feature)?.into_tvalue());
                 }
             }
         }
@@ -144,6 +158,20 @@ impl Servable for Engine {
         let runner = self.runners.get(signature).ok_or_else(|| {
             Status::failed_precondition(format!("Serving signature key \"{signature}\" not found."))
         })?;
+        if output_filter.is_empty() {
+            // Every key: the program outputs are known up front, no list to build.
+            let values = runner.inputs(inputs)?;
+            let results = runner.program.run(values, &runner.all_outputs)?;
+            let mut outputs = BTreeMap::new();
+            for (key, ix) in &runner.outputs {
+                let at = runner
+                    .all_outputs
+                    .binary_search(ix)
+                    .map_err(|_| Status::internal("output bookkeeping error"))?;
+                outputs.insert(key.clone(), convert::from_tract(&results[at])?);
+            }
+            return Ok(outputs);
+        }
         let wanted = runner.outputs_for(output_filter)?;
         let mut program_outputs: Vec<usize> = wanted.iter().map(|(_, ix)| *ix).collect();
         program_outputs.sort_unstable();

@@ -271,8 +271,8 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyEr
     {
         return Err(BodyError::TooLarge(too_large(limit)));
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+    match collect(Limited::new(req.into_body(), limit)).await {
+        Ok(bytes) => Ok(bytes),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(BodyError::TooLarge(too_large(limit)))
         }
@@ -281,6 +281,33 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyEr
             format!("Failed to read request body: {e}"),
         ))),
     }
+}
+
+/// A body's data frames, joined (trailers are dropped): what
+/// `BodyExt::collect` then `to_bytes` give, without their buffer list. The usual body
+/// is one frame, kept as it came.
+async fn collect<B>(mut body: B) -> Result<Bytes, B::Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let mut first = Bytes::new();
+    let mut joined: Option<Vec<u8>> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        match &mut joined {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut buf = Vec::with_capacity(first.len() + data.len());
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or(first, Bytes::from))
 }
 
 fn too_large(limit: usize) -> Status {
@@ -323,4 +350,84 @@ fn not_found() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http::HeaderMap;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Limited};
+
+    /// A body of the given frames (`None`: a trailers frame).
+    struct Frames(VecDeque<Option<Bytes>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|f| {
+                Ok(match f {
+                    Some(data) => Frame::data(data),
+                    None => Frame::trailers(HeaderMap::new()),
+                })
+            }))
+        }
+    }
+
+    /// Generated frame lists (empty frames, trailers between and after, one to six
+    /// frames), with and without a limit: the same bytes or the same error kind as
+    /// `collect` + `to_bytes`.
+    #[tokio::test]
+    async fn collect_matches_body_ext() {
+        let mut x: u32 = 0x1234_5678;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for case in 0..2_000 {
+            let frames: VecDeque<Option<Bytes>> = (0..next() % 7)
+                .map(|_| match next() % 6 {
+                    0 => None,
+                    1 => Some(Bytes::new()),
+                    _ => {
+                        let len = (next() % 40) as usize;
+                        Some((0..len).map(|_| next() as u8).collect::<Vec<u8>>().into())
+                    }
+                })
+                .collect();
+            let want = Frames(frames.clone()).collect().await.unwrap().to_bytes();
+            assert_eq!(
+                super::collect(Frames(frames.clone())).await.unwrap(),
+                want,
+                "case {case}"
+            );
+            let limit = (next() % 80) as usize;
+            let want = Limited::new(Frames(frames.clone()), limit)
+                .collect()
+                .await
+                .map(|c| c.to_bytes());
+            let got = super::collect(Limited::new(Frames(frames), limit)).await;
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "case {case}"),
+                (Err(got), Err(want)) => assert_eq!(
+                    got.is::<http_body_util::LengthLimitError>(),
+                    want.is::<http_body_util::LengthLimitError>(),
+                    "case {case}"
+                ),
+                (got, want) => panic!("case {case}: {got:?} vs {want:?}"),
+            }
+        }
+    }
 }

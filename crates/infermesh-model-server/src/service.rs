@@ -3,6 +3,7 @@
 //! limit, and record metrics. REST and gRPC front ends both call this; neither runs a
 //! model itself.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +33,8 @@ pub struct ModelSpec {
 #[derive(Debug)]
 pub struct RunOutput {
     pub version: i64,
-    pub signature_name: String,
+    /// Borrowed when it is the default name (no copy per request).
+    pub signature_name: Cow<'static, str>,
     pub outputs: BTreeMap<String, Tensor>,
 }
 
@@ -76,14 +78,14 @@ impl Models {
         servable: &'a dyn Servable,
         name: &str,
         entrypoint: Entrypoint,
-    ) -> Result<(String, &'a Signature), Status> {
-        let name = if name.is_empty() {
-            DEFAULT_SIGNATURE
+    ) -> Result<(Cow<'static, str>, &'a Signature), Status> {
+        let (name, key) = if name.is_empty() {
+            (DEFAULT_SIGNATURE, Cow::Borrowed(DEFAULT_SIGNATURE))
         } else {
-            name
+            (name, Cow::Owned(name.to_string()))
         };
         match servable.signatures().get(name) {
-            Some(signature) => Ok((name.to_string(), signature)),
+            Some(signature) => Ok((key, signature)),
             None => Err(match entrypoint {
                 Entrypoint::Rest => Status::invalid_argument(format!(
                     "Serving signature name: \"{name}\" not found in signature def"
@@ -174,9 +176,10 @@ impl Models {
         result: Result<(), &Status>,
         started: Instant,
     ) {
+        // A request that succeeded found its model: the name is a configured one.
         let model = spec
             .map(|s| s.name.as_str())
-            .filter(|name| self.manager.has_model(name));
+            .filter(|name| result.is_ok() || self.manager.has_model(name));
         self.metrics.record_request(&RequestRecord {
             model,
             version,

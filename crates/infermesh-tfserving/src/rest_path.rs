@@ -90,7 +90,7 @@ fn strip_prefix_ignore_ascii_case<'a>(s: &'a str, prefix: &str) -> Option<&'a st
 fn post_groups_ascii(path: &str) -> Option<[Option<&str>; 4]> {
     debug_assert!(path.is_ascii());
     let rest = strip_prefix_ignore_ascii_case(path, "/v1/models/")?;
-    let end = rest.find(['/', ':'])?;
+    let end = slash_or_colon(rest)?;
     if end == 0 {
         return None;
     }
@@ -105,7 +105,7 @@ fn post_groups_ascii(path: &str) -> Option<[Option<&str>; 4]> {
         version = Some(&r[..n]);
         rest = &r[n..];
     } else if let Some(r) = strip_prefix_ignore_ascii_case(rest, "/labels/") {
-        let n = r.find(['/', ':']).unwrap_or(r.len());
+        let n = slash_or_colon(r).unwrap_or(r.len());
         if n == 0 {
             return None;
         }
@@ -117,6 +117,12 @@ fn post_groups_ascii(path: &str) -> Option<[Option<&str>; 4]> {
         .iter()
         .any(|word| api.eq_ignore_ascii_case(word))
         .then_some([Some(model), version, label, Some(api)])
+}
+
+/// The first `/` or `:` (a byte scan: on ASCII text the byte index is the char
+/// index `str::find` gives).
+fn slash_or_colon(s: &str) -> Option<usize> {
+    s.bytes().position(|b| b == b'/' || b == b':')
 }
 
 /// The groups of [`POST_PATH`] by the regex itself.

@@ -178,9 +178,9 @@ fn runner(graph: &mut Graph, name: &str, def: &SignatureDef) -> Result<Runner, L
         .iter()
         .map(|&i| sources[i].take().expect("each feed is used once"))
         .collect();
-    Ok(Runner {
-        program: Program::new(format!("signature '{name}'"), sub.model),
+    Ok(Runner::new(
+        Program::new(format!("signature '{name}'"), sub.model),
         sources,
         outputs,
-    })
+    ))
 }

@@ -373,3 +373,93 @@ fn odd_shapes_never_panic() {
     );
     assert!(out.is_ok() || out.unwrap_err().code == Code::InvalidArgument);
 }
+
+/// No output filter gives what a filter naming every output key gives (the engine
+/// runs the unfiltered case without building the key list), for every float-input
+/// signature of the test models.
+#[test]
+fn unfiltered_outputs_match_the_all_keys_filter() {
+    let Some(data) = tfserving_testdata() else {
+        return;
+    };
+    let mut checked = 0;
+    for dir in [
+        "saved_model_half_plus_two_cpu/00000123",
+        "saved_model_half_plus_two_2_versions/00000123",
+        "saved_model_half_plus_two_2_versions/00000124",
+    ] {
+        let model = load(&data.join(dir));
+        for (name, sig) in model.signatures() {
+            if sig.inputs.values().any(|info| info.dtype != 1) {
+                continue;
+            }
+            let inputs = || {
+                sig.inputs
+                    .iter()
+                    .map(|(key, info)| {
+                        let shape: Vec<usize> = match &info.shape {
+                            Some(dims) => dims
+                                .iter()
+                                .map(|&d| if d < 0 { 3 } else { d as usize })
+                                .collect(),
+                            None => vec![3],
+                        };
+                        let n = shape.iter().product::<usize>();
+                        let values: Vec<f32> = (0..n).map(|i| i as f32 * 1.5 - 2.0).collect();
+                        (key.clone(), floats(&values, &shape))
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            };
+            let all: Vec<String> = sig.outputs.keys().rev().cloned().collect();
+            let unfiltered = model.run(name, inputs(), &[]);
+            let filtered = model.run(name, inputs(), &all);
+            assert_eq!(unfiltered, filtered, "{dir} {name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked}");
+}
+
+/// A generated sequence of shapes (any batch size, other ranks, some refused) through
+/// one engine: every answer is what a freshly loaded engine gives for that request
+/// alone, so the recent-plan shortcut never picks another key's plan.
+#[test]
+fn recent_plans_answer_like_a_fresh_engine() {
+    let Some(dir) = half_plus_two() else { return };
+    let engine = super::load(&dir).unwrap();
+    let shapes: [&[usize]; 8] = [
+        &[3, 1],
+        &[1, 1],
+        &[3],
+        &[],
+        &[2, 1, 1],
+        &[0, 1],
+        &[5, 2],
+        &[4],
+    ];
+    let mut x: u32 = 0x5eed;
+    for case in 0..80 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let mut shape = shapes[x as usize % shapes.len()].to_vec();
+        if let Some(first) = shape.first_mut()
+            && *first > 0
+        {
+            *first = 1 + (x >> 8) as usize % 6;
+        }
+        let n = shape.iter().product::<usize>();
+        let values: Vec<f32> = (0..n).map(|i| i as f32 - 1.5).collect();
+        let inputs = || BTreeMap::from([("x".to_string(), floats(&values, &shape))]);
+        let got = engine.run("serving_default", inputs(), &[]);
+        let fresh = super::load(&dir)
+            .unwrap()
+            .run("serving_default", inputs(), &[]);
+        assert_eq!(got, fresh, "case {case}: shape {shape:?}");
+    }
+    let (recent, cached) = engine.runner("serving_default").program.recent();
+    assert!(
+        recent > 0 && cached,
+        "{recent} recent plans, all cached: {cached}"
+    );
+}

@@ -106,6 +106,24 @@ impl Column {
     }
 }
 
+impl Column {
+    /// [`Column::push`] of a number, `None` on any error (its message is the general
+    /// path's to write): float columns take it without wrapping it in a `Value`.
+    pub(super) fn push_number(&mut self, n: Number) -> Option<()> {
+        match self.data.as_mut()? {
+            TensorData::F32(out) if lossless(n, 24, f64::from(f32::MAX)) => {
+                out.push(n.as_f64() as f32);
+                Some(())
+            }
+            TensorData::F64(out) if lossless(n, 53, f64::MAX) => {
+                out.push(n.as_f64());
+                Some(())
+            }
+            _ => self.push(&Value::Number(n)).ok(),
+        }
+    }
+}
+
 /// `IsLosslessDecimal`: integers must fit the mantissa, doubles the range.
 fn lossless(n: Number, mantissa_bits: u32, max: f64) -> bool {
     let max_int: u64 = (1u64 << mantissa_bits) - 1;

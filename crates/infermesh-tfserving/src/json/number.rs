@@ -197,8 +197,65 @@ fn push_short_g6(out: &mut Vec<u8>, shortest: &str) -> bool {
     }
 }
 
+/// `10^k` for `k` in `0..=6`: exact doubles, and `5^k < 2^14`.
+const POW10: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
+
+/// Writes `%.6g` (with `finish`) of a non-zero `f32` whose exact value is `±n / 10^k`
+/// with an integer `n < 10^6` and `k ≤ 6`, between `1e-4` and `1e6` (most short
+/// decimals a model computes exactly: `2.5`, `3.0`, `0.125`); returns `false`
+/// (nothing written) otherwise.
+///
+/// `|v| · 10^k` is exact in `f64`: the `f32` significand has 24 bits and `5^k` at most
+/// 14, and the power of two only moves the exponent. So the smallest `k` that makes it
+/// a whole number gives the exact decimal value, with no trailing zero after the point.
+/// Its at most 6 significant digits are what `%.6g` prints (no rounding), in fixed
+/// notation since the decimal exponent is in `-4..6`, and the text parses back to `v`:
+/// what [`push_short_g6`] writes, without producing the shortest digits first.
+fn push_exact_short_f32(out: &mut Vec<u8>, v: f32) -> bool {
+    let d = f64::from(v).abs();
+    if !(d > 0.0 && d < 1e6) {
+        return false;
+    }
+    for (k, p) in POW10.iter().enumerate() {
+        let n = d * p;
+        if n >= 1e6 {
+            // 7 or more significant digits from here on.
+            return false;
+        }
+        if n == n.trunc() {
+            // Below 1e-4 (`n < 10^(k-4)`) `%g` switches to the exponent form.
+            if k > 4 && n < POW10[k - 4] {
+                return false;
+            }
+            if v < 0.0 {
+                out.push(b'-');
+            }
+            let mut buf = itoa::Buffer::new();
+            let digits = buf.format(n as u32).as_bytes();
+            if k == 0 {
+                out.extend_from_slice(digits);
+                out.extend_from_slice(b".0");
+            } else if digits.len() > k {
+                let point = digits.len() - k;
+                out.extend_from_slice(&digits[..point]);
+                out.push(b'.');
+                out.extend_from_slice(&digits[point..]);
+            } else {
+                out.extend_from_slice(b"0.");
+                out.extend(std::iter::repeat_n(b'0', k - digits.len()));
+                out.extend_from_slice(digits);
+            }
+            return true;
+        }
+    }
+    false
+}
+
 /// Appends a `DT_FLOAT` value as TF Serving's REST API writes it.
 pub fn push_f32(out: &mut Vec<u8>, v: f32) {
+    if push_exact_short_f32(out, v) {
+        return;
+    }
     if v.is_normal() && push_short_g6(out, zmij::Buffer::new().format_finite(v)) {
         return;
     }
@@ -398,6 +455,36 @@ mod tests {
                 assert_eq!(write_f64(d), slow_f64(d), "f64 {d:e}");
             }
         }
+    }
+
+    /// The exact-decimal path, whenever it writes, writes what the exact `%g` path
+    /// writes; and it does take the common short decimals.
+    #[test]
+    fn exact_short_f32_matches_printf_g() {
+        let mut values: Vec<f32> = vec![
+            2.5, 3.0, 4.5, 0.0001, 0.00015, 0.00001, 999_999.0, 999_999.5, 100.0, -0.125,
+        ];
+        let mut x: u32 = 0x2545_f491;
+        for _ in 0..300_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            values.push(f32::from_bits(x));
+            // n / 10^k and n / 2^j for short n: exact or not, every layout.
+            let n = (x >> 8) % 2_000_000;
+            let sign = if x & 1 == 0 { 1.0 } else { -1.0 };
+            values.push(sign * n as f32 / 10f32.powi((x % 9) as i32));
+            values.push(sign * n as f32 / (1u32 << (x % 24)) as f32);
+        }
+        let mut hits = 0;
+        for v in values {
+            let mut out = Vec::new();
+            if push_exact_short_f32(&mut out, v) {
+                assert_eq!(String::from_utf8(out).unwrap(), slow_f32(v), "f32 {v:e}");
+                hits += 1;
+            }
+        }
+        assert!(hits > 30_000, "{hits}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use super::column::{Column, finish};
 use super::parse::number_at;
 use super::predict_request::RequestFormat;
-use super::value::{Number, Value};
+use super::value::Number;
 use crate::{Status, Tensor, TensorInfo};
 
 /// Deeper lists take the general path (its own limit is far higher).
@@ -99,7 +99,7 @@ impl FastBody<'_> {
         };
         let mut col = Column::with_capacity(info.dtype, self.numbers.len());
         for n in self.numbers {
-            col.push(&Value::Number(n)).ok()?;
+            col.push_number(n)?;
         }
         let tensor: Result<Tensor, Status> = finish(col, self.shape);
         Some((self.format, BTreeMap::from([(name.clone(), tensor.ok()?)])))

@@ -120,7 +120,13 @@ impl PrettyWriter {
     pub fn string(&mut self, s: &[u8]) {
         self.prefix();
         self.out.push(b'"');
-        for &c in s {
+        // The run before the first byte that needs escaping goes over as it is.
+        let plain = s
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .unwrap_or(s.len());
+        self.out.extend_from_slice(&s[..plain]);
+        for &c in &s[plain..] {
             match c {
                 b'"' => self.out.extend_from_slice(b"\\\""),
                 b'\\' => self.out.extend_from_slice(b"\\\\"),
@@ -230,6 +236,46 @@ mod tests {
         assert_eq!(dump("1e300"), "1e+300");
         assert_eq!(dump("NaN"), "NaN");
         assert_eq!(dump("[NaN]"), "[\n    NaN\n]");
+    }
+
+    /// Strings with and without escapes, anywhere: the same text as escaping byte by
+    /// byte.
+    #[test]
+    fn string_escapes_match_byte_by_byte() {
+        let mut x: u32 = 0xdead_beef;
+        for case in 0..20_000 {
+            let len = (case % 24) as usize;
+            let s: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    match x % 5 {
+                        0 => (x >> 8) as u8 % 0x20,
+                        1 => b"\"\\\x7f\xc3\xa9"[(x >> 8) as usize % 5],
+                        _ => b'a' + (x >> 8) as u8 % 26,
+                    }
+                })
+                .collect();
+            let mut want = vec![b'"'];
+            for &c in &s {
+                match c {
+                    b'"' => want.extend_from_slice(b"\\\""),
+                    b'\\' => want.extend_from_slice(b"\\\\"),
+                    8 => want.extend_from_slice(b"\\b"),
+                    9 => want.extend_from_slice(b"\\t"),
+                    10 => want.extend_from_slice(b"\\n"),
+                    12 => want.extend_from_slice(b"\\f"),
+                    13 => want.extend_from_slice(b"\\r"),
+                    c if c < 0x20 => want.extend_from_slice(format!("\\u{c:04X}").as_bytes()),
+                    c => want.push(c),
+                }
+            }
+            want.push(b'"');
+            let mut w = PrettyWriter::new();
+            w.string(&s);
+            assert_eq!(w.out, want, "case {case}: {s:?}");
+        }
     }
 
     #[test]
