@@ -71,22 +71,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    /// `threads` threads each add 1 000 to their slot of a `PerThread` of `slots`.
+    fn counted(slots: usize, threads: usize) -> PerThread<u64> {
+        let counts = PerThread::<u64>::with_slots(slots);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        *counts.mine() += 1;
+                    }
+                });
+            }
+        });
+        counts
+    }
+
     #[test]
     fn each_thread_updates_its_own_slot_and_readers_see_all() {
-        let counts = std::sync::Arc::new(PerThread::<u64>::with_slots(64));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let c = counts.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        *c.mine() += 1;
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let counts = counted(64, 8);
         let mut total = 0;
         let mut used = 0;
         counts.each(|c| {
@@ -101,22 +103,8 @@ mod tests {
 
     #[test]
     fn more_threads_than_slots_share_slots_and_lose_nothing() {
-        let counts = std::sync::Arc::new(PerThread::<u64>::with_slots(2));
-        let threads: Vec<_> = (0..6)
-            .map(|_| {
-                let c = counts.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        *c.mine() += 1;
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
         let mut total = 0;
-        counts.each(|c| total += *c);
+        counted(2, 6).each(|c| total += *c);
         assert_eq!(total, 6000);
     }
 }

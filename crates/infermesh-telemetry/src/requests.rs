@@ -537,6 +537,23 @@ struct DecisionLabels {
     policy: String,
 }
 
+/// One histogram family: `which` of every series' cells.
+fn histograms<const N: usize>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    totals: &[(Arc<IstioLabels>, Cells)],
+    which: impl Fn(&Cells) -> &Buckets<N>,
+    bounds: &[f64],
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, cells) in totals {
+        let mut series = family.encode_family(&**labels)?;
+        which(cells).encode(bounds, &mut series)?;
+    }
+    Ok(())
+}
+
 /// (Help texts end in a full stop, as the registry's own do.)
 impl Collector for RequestMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
@@ -553,36 +570,30 @@ impl Collector for RequestMetrics {
                     .encode_family(&**labels)?
                     .encode_counter::<NoLabelSet, _, u64>(&cells.requests, None)?;
             }
-            let mut family = encoder.encode_descriptor(
+            histograms(
+                &mut encoder,
                 "istio_request_duration_milliseconds",
                 "Request duration in milliseconds from first byte in to last byte out (Istio standard metric).",
-                None,
-                MetricType::Histogram,
+                &totals,
+                |c| &c.duration,
+                &DURATION_MS_BUCKETS,
             )?;
-            for (labels, cells) in &totals {
-                let mut series = family.encode_family(&**labels)?;
-                cells.duration.encode(&DURATION_MS_BUCKETS, &mut series)?;
-            }
-            let mut family = encoder.encode_descriptor(
+            histograms(
+                &mut encoder,
                 "istio_request_bytes",
                 "Request body size in bytes (Istio standard metric).",
-                None,
-                MetricType::Histogram,
+                &totals,
+                |c| &c.request_bytes,
+                &BYTES_BUCKETS,
             )?;
-            for (labels, cells) in &totals {
-                let mut series = family.encode_family(&**labels)?;
-                cells.request_bytes.encode(&BYTES_BUCKETS, &mut series)?;
-            }
-            let mut family = encoder.encode_descriptor(
+            histograms(
+                &mut encoder,
                 "istio_response_bytes",
                 "Response body size in bytes (Istio standard metric).",
-                None,
-                MetricType::Histogram,
+                &totals,
+                |c| &c.response_bytes,
+                &BYTES_BUCKETS,
             )?;
-            for (labels, cells) in &totals {
-                let mut series = family.encode_family(&**labels)?;
-                cells.response_bytes.encode(&BYTES_BUCKETS, &mut series)?;
-            }
         }
         let decisions = self.decision_totals();
         if !decisions.is_empty() {
