@@ -660,6 +660,21 @@ mod tests {
         }
     }
 
+    /// One small request's numbers.
+    const ONE: Observation = Observation {
+        duration_ms: 1.0,
+        request_bytes: 1,
+        response_bytes: 1,
+    };
+
+    /// Request metrics and a registry that scrapes them.
+    fn registered() -> (Arc<RequestMetrics>, Registry) {
+        let metrics = Arc::new(RequestMetrics::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(metrics.clone()));
+        (metrics, registry)
+    }
+
     fn text(registry: &Registry) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, registry).unwrap();
@@ -808,14 +823,8 @@ mod tests {
     /// they still count as two series.
     #[test]
     fn label_sets_with_the_same_key_count_apart() {
-        let metrics = Arc::new(RequestMetrics::default());
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(metrics.clone()));
-        let o = Observation {
-            duration_ms: 1.0,
-            request_bytes: 1,
-            response_bytes: 1,
-        };
+        let (metrics, registry) = registered();
+        let o = ONE;
         let (a, b) = (
             "spiffe://td/ns/aaa/sa/gateway-0",
             "spiffe://td/ns/bbb/sa/gateway-0",
@@ -866,14 +875,8 @@ mod tests {
 
     #[test]
     fn the_signature_label_is_the_name_or_other() {
-        let metrics = Arc::new(RequestMetrics::default());
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(metrics.clone()));
-        let o = Observation {
-            duration_ms: 1.0,
-            request_bytes: 1,
-            response_bytes: 1,
-        };
+        let (metrics, registry) = registered();
+        let o = ONE;
         for i in 0..18 {
             let name = format!("sig{i}");
             metrics.record(&Request {
@@ -895,14 +898,8 @@ mod tests {
 
     #[test]
     fn decisions_count_by_reporter_action_and_policy_over_threads() {
-        let metrics = Arc::new(RequestMetrics::default());
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(metrics.clone()));
-        let o = Observation {
-            duration_ms: 1.0,
-            request_bytes: 1,
-            response_bytes: 1,
-        };
+        let (metrics, registry) = registered();
+        let o = ONE;
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
