@@ -1,12 +1,13 @@
 //! The access log: one JSON line per request with the configured fields. Requests
 //! compose their line straight into an in-memory buffer of their thread's own
 //! ([`PerThread`]: no allocation, no wake-up and no shared lock per line); a thread
-//! of its own writes the buffers out every 100 ms, or sooner once one holds 64 KiB
-//! (small enough to stay in the CPU's cache while it fills). Within a buffer lines
-//! are in the order requests finished; buffers of different threads are written one
-//! after the other, so the file is in time order per 100 ms, not line by line (each
-//! line has its `time`). When the sink falls behind and a buffer reaches 2 MiB, lines
-//! are dropped and counted rather than slowing requests.
+//! of its own writes the buffers out every 100 ms, or sooner once one holds 1 MiB
+//! (large enough that under load the timer, not a wake-up from a worker, is what
+//! usually starts a write). Within a buffer lines are in the order requests
+//! finished; buffers of different threads are written one after the other, so the
+//! file is in time order per write, not line by line (each line has its `time`).
+//! When the sink falls behind and a thread's buffer reaches 4 MiB, that thread's
+//! lines are dropped and counted rather than slowing requests.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -20,9 +21,9 @@ use crate::metrics::Metrics;
 use crate::per_thread::PerThread;
 
 /// Bytes in one thread's buffer at which the writer is woken early.
-const WAKE_AT: usize = 64 << 10;
+const WAKE_AT: usize = 1 << 20;
 /// Bytes in one thread's buffer beyond which its lines are dropped.
-const MAX_BUFFERED: usize = 2 << 20;
+const MAX_BUFFERED: usize = 4 << 20;
 /// How often the writer writes what has been buffered.
 const INTERVAL: Duration = Duration::from_millis(100);
 
