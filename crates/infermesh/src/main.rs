@@ -28,7 +28,7 @@ use clap::Parser;
 /// mesh's CPU samples with glibc (per-thread arenas, `malloc_consolidate`); see
 /// bench/README.md, "Allocator".
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: infermesh_alloc::Allocator = infermesh_alloc::Allocator;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
