@@ -105,15 +105,48 @@ pub fn normalize_path(raw: &str, escaped: EscapedSlashes) -> Result<NormalizedPa
     if !path.starts_with(['/', '\\']) {
         return Err(PathError::Invalid("the path must start with `/`"));
     }
+    let path = if is_normal(path) {
+        // Nothing to decode, merge or resolve: the usual request.
+        path.to_owned()
+    } else {
+        normalize_general(path, escaped)?
+    };
+    Ok(NormalizedPath {
+        path,
+        query: query.map(str::to_owned),
+    })
+}
+
+/// Steps 3 to 6 on a visible-ASCII path that starts with `/` or `\\`.
+fn normalize_general(path: &str, escaped: EscapedSlashes) -> Result<String, PathError> {
     let decoded = decode_once(path.as_bytes(), escaped)?;
     let merged = resolve_segments(&decoded);
     if !decodes_to_utf8(merged.as_bytes()) {
         return Err(PathError::Invalid("the path does not decode to UTF-8 text"));
     }
-    Ok(NormalizedPath {
-        path: merged,
-        query: query.map(str::to_owned),
-    })
+    Ok(merged)
+}
+
+/// Whether steps 3 to 6 leave a visible-ASCII path starting with `/` as it is: no
+/// escape (`%`), no `\\`, no `;` parameters, no empty segment but the last (`//`),
+/// no `.` or `..` segment. Checked in one pass, so the usual request skips the
+/// allocations of the general path (a test compares the two on generated paths).
+fn is_normal(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    // Each segment, without its leading `/`; the last one may be empty (`/a/`).
+    let mut segments = bytes[1..].split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        let plain = seg.iter().all(|&b| !matches!(b, b'%' | b'\\' | b';'));
+        let dots = matches!(seg, b"." | b"..");
+        if !plain || dots || (seg.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Step 3 and 4: one pass of percent-decoding, `\` → `/`.
@@ -236,11 +269,15 @@ pub fn normalize_rest(
 
 /// The canonical TF Serving path of a parsed REST request.
 pub fn canonical_rest_path(r: &RestRequest) -> String {
-    let mut p = String::from("/v1/models/");
+    let mut p = String::with_capacity(64);
+    p.push_str("/v1/models/");
     encode_into(&mut p, &r.model);
     match &r.version {
         VersionChoice::Latest => {}
-        VersionChoice::Version(v) => p.push_str(&format!("/versions/{v}")),
+        VersionChoice::Version(v) => {
+            p.push_str("/versions/");
+            p.push_str(itoa::Buffer::new().format(*v));
+        }
         VersionChoice::Label(l) => {
             p.push_str("/labels/");
             encode_into(&mut p, l);
@@ -258,11 +295,104 @@ pub fn canonical_rest_path(r: &RestRequest) -> String {
 
 /// Percent-encodes everything but unreserved characters (upper-case hex).
 fn encode_into(out: &mut String, s: &str) {
+    if s.bytes().all(is_unreserved) {
+        // The usual model name or label: nothing to encode.
+        out.push_str(s);
+        return;
+    }
     for b in s.bytes() {
         if is_unreserved(b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paths made of segments that exercise every rule (escapes, `\\`, `;`, dots,
+    /// empty segments), one to three segments long: wherever the one-pass check says
+    /// a path is already normal, the general steps give it back unchanged.
+    #[test]
+    fn normal_paths_are_what_the_general_steps_make_of_them() {
+        let parts = [
+            "",
+            ".",
+            "..",
+            "a",
+            "v1",
+            "models",
+            "x.y",
+            "...",
+            "a;b",
+            "%41",
+            "%2F",
+            "%2f",
+            "a\\b",
+            "half_plus_two:predict",
+            "~-_",
+            "%zz",
+            "%C3%A9",
+            "%FF",
+        ];
+        let mut checked = 0;
+        let mut normal = 0;
+        let mut paths = vec![String::from("/")];
+        for depth in 1..=3 {
+            let mut next = Vec::new();
+            for p in paths.iter().filter(|p| p.matches('/').count() == depth) {
+                for part in parts {
+                    next.push(format!("{p}{part}/"));
+                    next.push(format!("{p}{part}"));
+                }
+            }
+            paths.extend(next);
+        }
+        for path in &paths {
+            for escaped in [
+                EscapedSlashes::Reject,
+                EscapedSlashes::DecodeAndMerge,
+                EscapedSlashes::Keep,
+            ] {
+                checked += 1;
+                if is_normal(path) {
+                    normal += 1;
+                    assert_eq!(
+                        normalize_general(path, escaped).as_deref(),
+                        Ok(path.as_str()),
+                        "{path}"
+                    );
+                }
+            }
+        }
+        // Both kinds occur often: the check is neither always nor never true.
+        assert!(
+            normal > 1000 && checked > 3 * normal,
+            "{normal} of {checked}"
+        );
+    }
+
+    #[test]
+    fn canonical_paths_encode_only_what_needs_it() {
+        let rest = |model: &str, version| RestRequest {
+            model: model.into(),
+            version,
+            api: RestApi::Predict,
+        };
+        assert_eq!(
+            canonical_rest_path(&rest("half_plus_two", VersionChoice::Version(123))),
+            "/v1/models/half_plus_two/versions/123:predict"
+        );
+        assert_eq!(
+            canonical_rest_path(&rest("a b/é", VersionChoice::Label("x y".into()))),
+            "/v1/models/a%20b%2F%C3%A9/labels/x%20y:predict"
+        );
+        assert_eq!(
+            canonical_rest_path(&rest("m", VersionChoice::Version(-1))),
+            "/v1/models/m/versions/-1:predict"
+        );
     }
 }
