@@ -10,6 +10,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::header::{self, HeaderName};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -109,12 +110,11 @@ impl Clients {
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, SendError> {
         let scheme = if outbound.peer.is_some() {
-            "https"
+            Scheme::HTTPS
         } else {
-            "http"
+            Scheme::HTTP
         };
-        let uri: Uri = format!("{scheme}://{addr}{}", outbound.path_and_query)
-            .parse()
+        let uri = upstream_uri(scheme, addr, &outbound.path_and_query)
             .map_err(|e| SendError::Other(format!("invalid upstream uri: {e}")))?;
         let (body, sent_whole) = SentWhole::wrap(body);
         let mut request = Request::new(body);
@@ -288,6 +288,9 @@ fn response_from_upstream(response: Response<Incoming>) -> Response<ProxyBody> {
 /// `Proxy-Authenticate`, `Proxy-Authorization`; `TE` is kept only as `trailers`,
 /// which gRPC needs end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !has_hop_by_hop(headers) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -323,9 +326,139 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether [`strip_hop_by_hop`] has anything to do: one pass over the header names
+/// instead of ten lookups, for the usual request that has none of them (or only
+/// `te: trailers`, which stays as it is).
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| match name.as_str() {
+        "connection"
+        | "keep-alive"
+        | "proxy-connection"
+        | "transfer-encoding"
+        | "upgrade"
+        | "proxy-authenticate"
+        | "proxy-authorization" => true,
+        "te" => {
+            let mut values = headers.get_all(header::TE).iter();
+            !(values.next().is_some_and(|v| v == "trailers") && values.next().is_none())
+        }
+        _ => false,
+    })
+}
+
+/// `scheme://addr` + `path_and_query`, built from its parts (no formatting and
+/// re-parsing of the whole URI on every attempt).
+fn upstream_uri(
+    scheme: Scheme,
+    addr: SocketAddr,
+    path_and_query: &str,
+) -> Result<Uri, http::Error> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority(addr)?);
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query)?);
+    Ok(Uri::from_parts(parts)?)
+}
+
+/// `addr` as a URI authority: `a.b.c.d:port`, or `[v6]:port` as `SocketAddr` prints it.
+fn authority(addr: SocketAddr) -> Result<Authority, http::uri::InvalidUri> {
+    let SocketAddr::V4(v4) = addr else {
+        return Authority::try_from(addr.to_string());
+    };
+    // `255.255.255.255:65535` is 21 bytes.
+    let mut buf = [0u8; 21];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.ip().octets().iter().enumerate() {
+        if i > 0 {
+            put(b".");
+        }
+        put(digits.format(*octet).as_bytes());
+    }
+    put(b":");
+    put(digits.format(v4.port()).as_bytes());
+    Authority::try_from(&buf[..len])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_uris_equal_the_formatted_ones() {
+        for addr in [
+            "127.0.0.1:8501",
+            "0.0.0.0:1",
+            "255.255.255.255:65535",
+            "[::1]:8500",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            for (scheme, name) in [(Scheme::HTTP, "http"), (Scheme::HTTPS, "https")] {
+                for pq in ["/", "/v1/models/m/versions/1:predict", "/a?b=c&d=%2F"] {
+                    let built = upstream_uri(scheme.clone(), addr, pq).unwrap();
+                    let formatted: Uri = format!("{name}://{addr}{pq}").parse().unwrap();
+                    assert_eq!(built, formatted);
+                    assert_eq!(built.to_string(), formatted.to_string());
+                }
+            }
+        }
+        assert!(upstream_uri(Scheme::HTTP, "127.0.0.1:1".parse().unwrap(), "no-slash").is_err());
+    }
+
+    /// Every combination of a few ordinary and hop-by-hop headers: the early return
+    /// is taken exactly when the full strip would change nothing.
+    #[test]
+    fn the_early_return_is_taken_only_when_nothing_would_change() {
+        let choices: [(&str, &str); 12] = [
+            ("content-type", "application/json"),
+            ("x-request-id", "abc"),
+            ("te", "trailers"),
+            ("te", "Trailers"),
+            ("te", "trailers, deflate"),
+            ("connection", "keep-alive"),
+            ("connection", "x-drop"),
+            ("x-drop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+        ];
+        let mut early = 0;
+        for mask in 0u32..(1 << choices.len()) {
+            let mut headers = HeaderMap::new();
+            for (i, (name, value)) in choices.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    headers.append(
+                        HeaderName::from_static(name),
+                        HeaderValue::from_static(value),
+                    );
+                }
+            }
+            let mut stripped = headers.clone();
+            strip_hop_by_hop(&mut stripped);
+            if !has_hop_by_hop(&headers) {
+                early += 1;
+                assert_eq!(stripped, headers, "{headers:?}");
+            }
+            let mut full = headers.clone();
+            strip_all(&mut full);
+            assert_eq!(stripped, full, "{headers:?}");
+        }
+        assert!(early > 4, "{early}");
+    }
+
+    /// The full strip, without the early return.
+    fn strip_all(headers: &mut HeaderMap) {
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-forces-the-full-path"),
+        );
+        strip_hop_by_hop(headers);
+    }
 
     #[test]
     fn hop_by_hop_headers_are_removed_and_te_trailers_kept() {
