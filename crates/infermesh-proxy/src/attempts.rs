@@ -25,8 +25,8 @@ const REPICKS: usize = 8;
 pub struct Attempts<'a> {
     pub clients: &'a Clients,
     pub endpoints: &'a EndpointSet,
-    /// Names the target in errors (`workload foo`, `model server REST`).
-    pub target: &'a str,
+    /// Names the target in errors (`workload foo`, `model server rest`).
+    pub target: Target<'a>,
     pub retries: &'a RetryPolicy,
     /// `None`: no retries at all.
     pub budget: Option<&'a RetryBudget>,
@@ -34,6 +34,24 @@ pub struct Attempts<'a> {
     pub max_body: u64,
     /// What the attempts did, for metrics.
     pub counts: Counts,
+}
+
+/// What a request is sent to, as errors and logs name it.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A workload's sidecars (the gateway's upstream).
+    Workload(&'a str),
+    /// The model server's `rest` or `grpc` address (the sidecar's upstream).
+    ModelServer(&'static str),
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Workload(name) => write!(f, "workload {name}"),
+            Target::ModelServer(kind) => write!(f, "model server {kind}"),
+        }
+    }
 }
 
 /// Retries made and connection attempts that failed, for one request.
@@ -124,7 +142,7 @@ impl Attempts<'_> {
                 return result.map_err(|e| e.into_failure(self.max_body));
             }
             self.counts.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(attempt, target = self.target, "retrying upstream request");
+            tracing::debug!(attempt, target = %self.target, "retrying upstream request");
         }
     }
 }

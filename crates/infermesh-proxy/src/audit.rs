@@ -108,7 +108,7 @@ impl ProxyAudit {
             peer: parts
                 .extensions
                 .get::<PeerIdentity>()
-                .map(|p| p.principal.as_str()),
+                .map(|p| &*p.principal),
             principal: parts
                 .extensions
                 .get::<RequestAuth>()

@@ -96,7 +96,7 @@ pub fn request<'a>(
         peer_principal: parts
             .extensions
             .get::<PeerIdentity>()
-            .map(|p| p.principal.as_str()),
+            .map(|p| &*p.principal),
         peer_namespace: None,
         request_principal: auth.map(|a| a.principal.as_str()),
         claims: auth.map(|a| &a.claims),

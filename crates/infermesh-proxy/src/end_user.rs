@@ -36,7 +36,7 @@ pub fn carry(role: &Role, config: &MeshConfig, parts: &mut Parts) {
                 parts.extensions.get::<PeerIdentity>(),
                 crate::mtls::gateway_id(config),
             ) {
-                (Some(peer), Ok(gateway)) => peer.principal == gateway.principal(),
+                (Some(peer), Ok(gateway)) => *peer.principal == *gateway.principal(),
                 _ => false,
             };
             if !from_gateway {

@@ -129,7 +129,7 @@ impl ExtAuthz {
         *request.headers_mut() = input.headers;
         let (mut parts, ()) = request.into_parts();
         if let Some(peer) = input.peer_principal {
-            let principal = peer.strip_prefix("spiffe://").unwrap_or(&peer).to_owned();
+            let principal = peer.strip_prefix("spiffe://").unwrap_or(&peer).into();
             parts.extensions.insert(PeerIdentity { principal });
         }
         if let (Some(peer), Some(local)) = (input.source, input.destination) {

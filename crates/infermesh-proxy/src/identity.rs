@@ -10,6 +10,7 @@
 //!   (`seams::authenticate`) once `infermesh-authn` is wired; absent today.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The connection a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +25,9 @@ pub struct Connection {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerIdentity {
     /// Istio form `<trust-domain>/ns/<namespace>/sa/<service-account>` (no
-    /// `spiffe://`), what `principals` patterns match.
-    pub principal: String,
+    /// `spiffe://`), what `principals` patterns match. Shared: every request of the
+    /// connection carries it.
+    pub principal: Arc<str>,
 }
 
 /// The verified request principal (from a JWT bearer token), what

@@ -163,7 +163,7 @@ impl Inbound {
             .and_then(|certs| certs.first())
             .and_then(|leaf| peer_id(leaf).ok())
             .map(|id| PeerIdentity {
-                principal: id.principal(),
+                principal: id.principal().into(),
             });
         if let Some(id) = &identity {
             tracing::debug!(peer = ?peer, principal = %id.principal, "mTLS peer");

@@ -35,7 +35,7 @@ use infermesh_config::Model;
 use infermesh_telemetry::Telemetry;
 use infermesh_telemetry::context::REQUEST_ID;
 
-use crate::attempts::Attempts;
+use crate::attempts::{Attempts, Target};
 use crate::audit::ProxyAudit;
 use crate::authenticate::{self, Authenticators};
 use crate::authorize::{self, Authorizers};
@@ -116,7 +116,9 @@ struct Plan {
     outbound: Outbound,
     body: RequestBody,
     endpoints: Arc<EndpointSet>,
-    target: String,
+    /// `Some(kind)`: the sidecar's model server address (`rest`, `grpc`); `None`: the
+    /// workload's sidecars.
+    model_server: Option<&'static str>,
     /// The destination workload (metric label).
     workload: Option<String>,
     version: Option<i64>,
@@ -306,7 +308,10 @@ impl Proxy {
         let attempts = Attempts {
             clients: &self.clients,
             endpoints: &plan.endpoints,
-            target: &plan.target,
+            target: match plan.model_server {
+                Some(kind) => Target::ModelServer(kind),
+                None => Target::Workload(plan.workload.as_deref().unwrap_or("unknown")),
+            },
             retries: &plan.retries,
             budget: plan.budget.as_deref(),
             timeout: plan.timeout,
@@ -349,11 +354,9 @@ impl Proxy {
         let workload = config.workload_of(model).ok_or_else(|| {
             Failure::UpstreamConnect(format!("workload {} is not configured", model.served_by))
         })?;
-        let endpoints = self.upstreams.endpoints(
-            &format!("workload/{}", workload.name),
-            &workload.endpoints,
-            config,
-        );
+        let endpoints = self
+            .upstreams
+            .workload(&workload.name, &workload.endpoints, config);
         let retries = &model.route.retries;
         let mut body = body;
         let buffer = if decision.mirror.is_some() {
@@ -404,7 +407,7 @@ impl Proxy {
             outbound,
             body,
             endpoints,
-            target: format!("workload {}", workload.name),
+            model_server: None,
             workload: Some(workload.name.clone()),
             version: decision.version,
             timeout: model.route.timeout,
@@ -431,11 +434,7 @@ impl Proxy {
             Protocol::Rest => ("rest", &workload.upstream.rest),
             Protocol::Grpc => ("grpc", &workload.upstream.grpc),
         };
-        let endpoints = self.upstreams.endpoints(
-            &format!("upstream/{kind}"),
-            std::slice::from_ref(address),
-            config,
-        );
+        let endpoints = self.upstreams.model_server(kind, address, config);
         let timeout = config
             .models
             .get(&request.model)
@@ -444,7 +443,7 @@ impl Proxy {
             outbound: outbound(parts, inspected),
             body,
             endpoints,
-            target: format!("model server {kind}"),
+            model_server: Some(kind),
             workload: Some(workload.name.clone()),
             version: request.named_version(),
             timeout,

@@ -42,7 +42,7 @@ pub struct Exchange {
     pub trace: TraceContext,
     pub connection: Option<Connection>,
     /// The mTLS peer (Istio principal form), when the connection had one.
-    pub peer: Option<String>,
+    pub peer: Option<Arc<str>>,
     /// Declared request body size (`content-length`), when given.
     pub request_bytes: u64,
     /// Set once the model request was parsed.

@@ -18,7 +18,10 @@ type BuiltSet = (Vec<Address>, Arc<EndpointSet>);
 /// Endpoint sets and retry budgets by name.
 #[derive(Debug, Default)]
 pub struct Upstreams {
-    sets: Mutex<FastMap<String, BuiltSet>>,
+    /// The gateway's: by workload name.
+    workloads: Mutex<FastMap<String, BuiltSet>>,
+    /// The sidecar's: by the model server address's kind (`rest`, `grpc`).
+    model_server: Mutex<FastMap<&'static str, BuiltSet>>,
     budgets: Mutex<FastMap<String, (BudgetKey, Arc<RetryBudget>)>>,
 }
 
@@ -32,32 +35,61 @@ impl BudgetKey {
     }
 }
 
+/// The set, if it was built from these addresses.
+fn current(built: Option<&BuiltSet>, addresses: &[Address]) -> Option<Arc<EndpointSet>> {
+    built
+        .filter(|(built_from, _)| built_from == addresses)
+        .map(|(_, set)| set.clone())
+}
+
+/// A new endpoint set over `addresses`, its DNS refresh running.
+fn build(addresses: &[Address], config: &MeshConfig) -> (BuiltSet, Arc<EndpointSet>) {
+    let set = EndpointSet::new(
+        addresses.to_vec(),
+        config.outlier_detection.clone(),
+        config.dns_refresh,
+    );
+    set.spawn_refresh();
+    ((addresses.to_vec(), set.clone()), set)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Upstreams {
-    /// The endpoint set named `key` over `addresses`, created (and its DNS refresh
-    /// spawned) on first use or when the addresses changed.
-    pub fn endpoints(
+    /// The endpoint set of a workload's sidecars over `addresses`, created (and its
+    /// DNS refresh spawned) on first use or when the addresses changed.
+    pub fn workload(
         &self,
-        key: &str,
+        name: &str,
         addresses: &[Address],
         config: &MeshConfig,
     ) -> Arc<EndpointSet> {
-        let mut sets = lock(&self.sets);
-        if let Some((built_from, set)) = sets.get(key)
-            && built_from == addresses
-        {
-            return set.clone();
+        let mut sets = lock(&self.workloads);
+        if let Some(set) = current(sets.get(name), addresses) {
+            return set;
         }
-        let set = EndpointSet::new(
-            addresses.to_vec(),
-            config.outlier_detection.clone(),
-            config.dns_refresh,
-        );
-        set.spawn_refresh();
-        sets.insert(key.to_owned(), (addresses.to_vec(), set.clone()));
+        let (built, set) = build(addresses, config);
+        sets.insert(name.to_owned(), built);
+        set
+    }
+
+    /// The endpoint set of the model server's `kind` (`rest`, `grpc`) address, as
+    /// [`Upstreams::workload`].
+    pub fn model_server(
+        &self,
+        kind: &'static str,
+        address: &Address,
+        config: &MeshConfig,
+    ) -> Arc<EndpointSet> {
+        let addresses = std::slice::from_ref(address);
+        let mut sets = lock(&self.model_server);
+        if let Some(set) = current(sets.get(kind), addresses) {
+            return set;
+        }
+        let (built, set) = build(addresses, config);
+        sets.insert(kind, built);
         set
     }
 
