@@ -167,20 +167,80 @@ pub fn request_id(headers: &mut HeaderMap, rng: &mut fastrand::Rng) -> HeaderVal
 type Found = Option<([u8; 16], [u8; 8], Option<bool>)>;
 
 fn read(headers: &HeaderMap) -> (Found, Format) {
-    if let Some(v) = headers.get(&TRACEPARENT) {
-        if let Some(found) = v.to_str().ok().and_then(parse_traceparent) {
-            return (Some(found), Format::W3c);
+    // One pass over the names tells which of the three forms the request has (most
+    // have none, or only `traceparent`), instead of looking each one up.
+    let (mut w3c, mut b3, mut b3_multi) = (false, false, false);
+    for name in headers.keys() {
+        match name.as_str() {
+            "traceparent" => w3c = true,
+            "b3" => b3 = true,
+            "x-b3-traceid" => b3_multi = true,
+            _ => {}
         }
-        return (None, Format::None);
     }
-    if let Some(v) = headers.get(&B3) {
+    if w3c && let Some(v) = headers.get(&TRACEPARENT) {
+        let found = match traceparent_00(v.as_bytes()) {
+            Some(found) => Some(found),
+            None => v.to_str().ok().and_then(parse_traceparent),
+        };
+        return match found {
+            Some(found) => (Some(found), Format::W3c),
+            None => (None, Format::None),
+        };
+    }
+    if b3 && let Some(v) = headers.get(&B3) {
         return (v.to_str().ok().and_then(parse_b3_single), Format::B3Single);
     }
-    if headers.contains_key(&B3_TRACE) {
+    if b3_multi {
         return (parse_b3_multi(headers), Format::B3Multi);
     }
     (None, Format::None)
 }
+
+/// The usual `traceparent`: version 00, exactly `00-<32 hex>-<16 hex>-<2 hex>`,
+/// decoded in one pass. `None` for anything else, which [`parse_traceparent`] then
+/// judges (a test checks that both agree wherever this one answers).
+fn traceparent_00(v: &[u8]) -> Found {
+    if v.len() != 55 || !v.starts_with(b"00-") || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let trace_id: [u8; 16] = unhex_bytes(&v[3..35])?;
+    let parent: [u8; 8] = unhex_bytes(&v[36..52])?;
+    let [flags]: [u8; 1] = unhex_bytes(&v[53..55])?;
+    if trace_id == [0; 16] || parent == [0; 8] {
+        return None;
+    }
+    Some((trace_id, parent, Some(flags & 1 == 1)))
+}
+
+/// Lowercase hex (exactly `2 * N` digits) to bytes; `None` on any other byte.
+fn unhex_bytes<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (
+            HEX_VALUE[usize::from(pair[0])],
+            HEX_VALUE[usize::from(pair[1])],
+        );
+        bad |= (high | low) & 0x80;
+        *byte = high << 4 | (low & 0x0f);
+    }
+    (bad == 0).then_some(out)
+}
+
+/// The value of each lowercase hex digit; 0xff for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[DIGITS[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// `version-traceid-parentid-flags`; versions above 00 may append fields.
 fn parse_traceparent(s: &str) -> Found {
@@ -365,6 +425,42 @@ mod tests {
         let tp = TP.replace("-01", "-00");
         let cx = TraceContext::extract(&headers(&[("traceparent", &tp)]), 1.0, &mut rng);
         assert!(!cx.sampled);
+    }
+
+    /// Every single-byte change of a valid traceparent (to a digit, an upper-case or
+    /// non-hex letter, a dash, a space, a zero): wherever the one-pass decoder
+    /// answers, it answers what the general parser does; on the valid value too.
+    #[test]
+    fn the_one_pass_decoder_agrees_with_the_parser() {
+        let valid = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut answered = 0;
+        let mut values = vec![valid.to_vec()];
+        for at in 0..valid.len() {
+            for b in [b'0', b'7', b'a', b'f', b'A', b'F', b'g', b'-', b' ', b'z'] {
+                let mut v = valid.to_vec();
+                v[at] = b;
+                values.push(v);
+            }
+        }
+        let mut zeros = valid.to_vec();
+        zeros[3..35].fill(b'0');
+        values.push(zeros);
+        for v in &values {
+            if let Some(found) = traceparent_00(v) {
+                answered += 1;
+                let general = parse_traceparent(std::str::from_utf8(v).unwrap());
+                assert_eq!(Some(found), general, "{}", String::from_utf8_lossy(v));
+            } else if let Ok(text) = std::str::from_utf8(v) {
+                // Declined: only values that are not the plain version-00 form.
+                let plain = v.len() == 55
+                    && v.starts_with(b"00-")
+                    && v[35] == b'-'
+                    && v[52] == b'-'
+                    && parse_traceparent(text).is_some();
+                assert!(!plain, "declined a plain value: {text}");
+            }
+        }
+        assert!(answered > 150, "{answered}");
     }
 
     #[test]
