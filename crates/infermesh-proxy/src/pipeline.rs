@@ -234,7 +234,6 @@ impl Proxy {
         )
         .await?;
         exchange.model = Some(inspected.model.clone());
-        parts.extensions.insert(inspected.model.clone());
         // A gRPC body refused later (a second model_spec, a second message) fails
         // whatever stage is reading it; it is answered as the refusal.
         let verdict = body.verdict();
@@ -295,11 +294,11 @@ impl Proxy {
                         decision.mirror = None;
                     }
                 }
-                self.route_gateway(config, &parts, &inspected, body, model, decision)
+                self.route_gateway(config, &mut parts, &inspected, body, model, decision)
                     .await
             }
             Routed::Sidecar(workload) => {
-                self.route_sidecar(config, &parts, &inspected, body, workload)
+                self.route_sidecar(config, &mut parts, &inspected, body, workload)
             }
         }
         .map_err(|failure| verdict.explain(failure))?;
@@ -344,7 +343,7 @@ impl Proxy {
     async fn route_gateway(
         &self,
         config: &MeshConfig,
-        parts: &Parts,
+        parts: &mut Parts,
         inspected: &Inspected,
         body: RequestBody,
         model: &Model,
@@ -421,7 +420,7 @@ impl Proxy {
     fn route_sidecar(
         &self,
         config: &MeshConfig,
-        parts: &Parts,
+        parts: &mut Parts,
         inspected: &Inspected,
         body: RequestBody,
         workload: &str,
@@ -478,8 +477,10 @@ fn route_decision<'c>(
 
 /// What goes upstream of a request's head: method, the path and query that was
 /// authorized (canonical for REST), headers without hop-by-hop ones.
-fn outbound(parts: &Parts, inspected: &Inspected) -> Outbound {
-    let mut headers = parts.headers.clone();
+/// What every attempt sends. Takes the request's headers: nothing reads them after
+/// routing.
+fn outbound(parts: &mut Parts, inspected: &Inspected) -> Outbound {
+    let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     Outbound {
         protocol: inspected.model.protocol,
