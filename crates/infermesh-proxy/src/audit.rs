@@ -15,7 +15,7 @@ use infermesh_authz::{Basis, Decision};
 use infermesh_config::RecordAllows;
 use serde::Serialize;
 
-use crate::identity::{Connection, PeerIdentity, RequestAuth};
+use crate::identity::{Caller, RequestAuth};
 use crate::inspect::{Inspected, Protocol};
 use crate::pipeline::Role;
 
@@ -65,7 +65,7 @@ impl ProxyAudit {
     pub fn decision(
         &self,
         role: &Role,
-        parts: &Parts,
+        request: (&Parts, &Caller),
         inspected: &Inspected,
         version: Option<i64>,
         decision: &Decision,
@@ -75,7 +75,7 @@ impl ProxyAudit {
             Role::Gateway => ("gateway", None),
             Role::Sidecar { workload } => ("sidecar", Some(workload.as_str())),
         };
-        self.decision_as(who, parts, inspected, version, decision, mirror)
+        self.decision_as(who, request, inspected, version, decision, mirror)
     }
 
     /// As [`ProxyAudit::decision`], for a decision made as `(role, workload)` — e.g.
@@ -83,7 +83,7 @@ impl ProxyAudit {
     pub fn decision_as(
         &self,
         (role, workload): (&'static str, Option<&str>),
-        parts: &Parts,
+        (parts, caller): (&Parts, &Caller),
         inspected: &Inspected,
         version: Option<i64>,
         decision: &Decision,
@@ -105,18 +105,12 @@ impl ProxyAudit {
             role,
             workload,
             mirror,
-            peer: parts
-                .extensions
-                .get::<PeerIdentity>()
-                .map(|p| &*p.principal),
+            peer: caller.peer.as_ref().map(|p| &*p.principal),
             principal: parts
                 .extensions
                 .get::<RequestAuth>()
                 .map(|a| a.principal.as_str()),
-            source: parts
-                .extensions
-                .get::<Connection>()
-                .map(|c| c.peer.ip().to_string()),
+            source: caller.connection.map(|c| c.peer.ip().to_string()),
             model: &model.model,
             version,
             label: model.named_label(),

@@ -19,7 +19,7 @@ use infermesh_config::MeshConfig;
 
 use crate::body::{ReadUpTo, RequestBody};
 use crate::error::Failure;
-use crate::identity::{Connection, PeerIdentity, RequestAuth};
+use crate::identity::{Caller, RequestAuth};
 use crate::inspect::{Inspected, Protocol};
 use crate::signature::rest_signature;
 
@@ -84,19 +84,17 @@ pub async fn signature(
 /// the request names; `None`: not known).
 pub fn request<'a>(
     parts: &'a Parts,
+    caller: &'a Caller,
     inspected: &'a Inspected,
     version: Option<i64>,
     signature: Option<&'a str>,
 ) -> AuthzRequest<'a> {
-    let connection = parts.extensions.get::<Connection>();
+    let connection = caller.connection.as_ref();
     // Set by the authenticate stage once authn is wired; absent: no principal.
     let auth = parts.extensions.get::<RequestAuth>();
     let model = &inspected.model;
     AuthzRequest {
-        peer_principal: parts
-            .extensions
-            .get::<PeerIdentity>()
-            .map(|p| &*p.principal),
+        peer_principal: caller.peer.as_ref().map(|p| &*p.principal),
         peer_namespace: None,
         request_principal: auth.map(|a| a.principal.as_str()),
         claims: auth.map(|a| &a.claims),

@@ -20,7 +20,7 @@ pub const END_USER_HEADER: &str = "x-infermesh-end-user";
 /// After authentication: the gateway sets the header from the verified principal
 /// (never from the client); the sidecar turns a gateway's header into
 /// [`RequestAuth`] when it verified no token of its own.
-pub fn carry(role: &Role, config: &MeshConfig, parts: &mut Parts) {
+pub fn carry(role: &Role, config: &MeshConfig, parts: &mut Parts, peer: Option<&PeerIdentity>) {
     let forwarded = parts.headers.remove(END_USER_HEADER);
     match role {
         Role::Gateway => {
@@ -32,10 +32,7 @@ pub fn carry(role: &Role, config: &MeshConfig, parts: &mut Parts) {
         }
         Role::Sidecar { .. } => {
             let Some(value) = forwarded else { return };
-            let from_gateway = match (
-                parts.extensions.get::<PeerIdentity>(),
-                crate::mtls::gateway_id(config),
-            ) {
+            let from_gateway = match (peer, crate::mtls::gateway_id(config)) {
                 (Some(peer), Ok(gateway)) => *peer.principal == *gateway.principal(),
                 _ => false,
             };
@@ -109,7 +106,7 @@ mod tests {
         let mut p = parts();
         p.headers
             .insert(END_USER_HEADER, HeaderValue::from_static("forged"));
-        carry(&Role::Gateway, &config, &mut p);
+        carry(&Role::Gateway, &config, &mut p, None);
         assert!(
             p.headers.get(END_USER_HEADER).is_none(),
             "no principal: no header"
@@ -117,7 +114,7 @@ mod tests {
         p.extensions.insert(auth());
         p.headers
             .insert(END_USER_HEADER, HeaderValue::from_static("forged"));
-        carry(&Role::Gateway, &config, &mut p);
+        carry(&Role::Gateway, &config, &mut p, None);
         let value = p.headers[END_USER_HEADER].clone();
         assert_eq!(decode(&value), Some(auth()));
     }
@@ -136,12 +133,10 @@ mod tests {
         ] {
             let mut p = parts();
             p.headers.insert(END_USER_HEADER, value.clone());
-            if let Some(principal) = peer {
-                p.extensions.insert(PeerIdentity {
-                    principal: principal.into(),
-                });
-            }
-            carry(&sidecar, &config, &mut p);
+            let peer_identity = peer.map(|principal| PeerIdentity {
+                principal: principal.into(),
+            });
+            carry(&sidecar, &config, &mut p, peer_identity.as_ref());
             assert_eq!(
                 p.extensions.get::<RequestAuth>().is_some(),
                 believed,

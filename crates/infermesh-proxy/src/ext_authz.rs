@@ -24,7 +24,7 @@ use crate::authenticate::{self, Authenticators};
 use crate::authorize::{self, Authorizers};
 use crate::body::RequestBody;
 use crate::error::Failure;
-use crate::identity::{Connection, PeerIdentity, RequestAuth};
+use crate::identity::{Caller, Connection, PeerIdentity, RequestAuth};
 use crate::inspect::{self, ModelRequest, Protocol};
 use crate::respond;
 
@@ -128,13 +128,15 @@ impl ExtAuthz {
         *request.uri_mut() = uri;
         *request.headers_mut() = input.headers;
         let (mut parts, ()) = request.into_parts();
-        if let Some(peer) = input.peer_principal {
-            let principal = peer.strip_prefix("spiffe://").unwrap_or(&peer).into();
-            parts.extensions.insert(PeerIdentity { principal });
-        }
-        if let (Some(peer), Some(local)) = (input.source, input.destination) {
-            parts.extensions.insert(Connection { peer, local });
-        }
+        let caller = Caller {
+            connection: match (input.source, input.destination) {
+                (Some(peer), Some(local)) => Some(Connection { peer, local }),
+                _ => None,
+            },
+            peer: input.peer_principal.map(|peer| PeerIdentity {
+                principal: peer.strip_prefix("spiffe://").unwrap_or(&peer).into(),
+            }),
+        };
         let protocol = Protocol::of(&parts.headers);
         let body = RequestBody::new(input.body, None, None);
         let (inspected, body) = inspect::inspect(
@@ -155,11 +157,19 @@ impl ExtAuthz {
             .map(|a| a.principal.clone());
         let (signature, _) = authorize::signature(&authorizer, &inspected, body, limit).await?;
         let version = inspected.model.named_version();
-        let request = authorize::request(&parts, &inspected, version, signature.as_deref());
+        let request =
+            authorize::request(&parts, &caller, &inspected, version, signature.as_deref());
         let decision = authorize::decide(&authorizer, &request);
         if let Some(audit) = &self.audit {
             let who = ("ext-authz", None);
-            let pending = audit.decision_as(who, &parts, &inspected, version, &decision, false);
+            let pending = audit.decision_as(
+                who,
+                (&parts, &caller),
+                &inspected,
+                version,
+                &decision,
+                false,
+            );
             if let Some(pending) = pending {
                 if let Some(refused) = pending.refused() {
                     return Err(Failure::AuditUnavailable(refused.0.clone()));

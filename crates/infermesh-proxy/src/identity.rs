@@ -1,13 +1,12 @@
-//! Who is calling, as typed request extensions, set once by the stage that knows and
-//! read by authorization (and later telemetry and audit); nothing downstream re-parses
-//! headers, tokens or certificates.
+//! Who is calling, set once by the stage that knows and read by authorization,
+//! telemetry and audit; nothing downstream re-parses headers, tokens or certificates.
 //!
-//! * [`Connection`]: the TCP peer and the local address it connected to (listener).
-//! * [`PeerIdentity`]: the mTLS peer's SPIFFE identity. Set by the accept stage once
-//!   TLS termination lands; absent today (policies on `principals` / `namespaces`
-//!   then do not match, `not_principals` does).
-//! * [`RequestAuth`]: the verified JWT of the request. Set by the authenticate stage
-//!   (`seams::authenticate`) once `infermesh-authn` is wired; absent today.
+//! * [`Caller`]: what the listener knows about the connection — [`Connection`] (the
+//!   TCP peer and the local address it connected to) and [`PeerIdentity`] (the mTLS
+//!   peer's SPIFFE identity, when TLS terminated with a client certificate). Made once
+//!   per connection and passed to each of its requests.
+//! * [`RequestAuth`]: the verified JWT of the request, a request extension set by the
+//!   authenticate stage (or, at a sidecar, from the gateway's end-user header).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +18,17 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// The listener address the client connected to (`destination.port`, `ports`).
     pub local: SocketAddr,
+}
+
+/// What the listener knows about the caller of every request on one connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The TCP addresses (absent when the socket could not tell them).
+    pub connection: Option<Connection>,
+    /// The verified mTLS peer; absent for plaintext and for TLS without a client
+    /// certificate (policies on `principals` / `namespaces` then do not match,
+    /// `not_principals` does).
+    pub peer: Option<PeerIdentity>,
 }
 
 /// The verified identity of the mTLS peer.

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::error::ProxyError;
-use crate::identity::{Connection, PeerIdentity};
+use crate::identity::{Caller, Connection, PeerIdentity};
 use crate::mtls::{Accepted as Terminated, Inbound};
 use crate::pipeline::Proxy;
 
@@ -107,15 +107,11 @@ async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |mut request: hyper::Request<_>| {
-        if let Some(connection) = connection {
-            request.extensions_mut().insert(connection);
-        }
-        if let Some(peer) = &peer {
-            request.extensions_mut().insert(peer.clone());
-        }
+    let caller = Arc::new(Caller { connection, peer });
+    let service = service_fn(move |request: hyper::Request<_>| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request, &caller).await) }
     });
     let connection = builder
         .serve_connection(TokioIo::new(io), service)

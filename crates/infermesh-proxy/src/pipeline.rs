@@ -43,6 +43,7 @@ use crate::body::{ProxyBody, RequestBody};
 use crate::endpoints::EndpointSet;
 use crate::error::Failure;
 use crate::forward::{Clients, Outbound, strip_hop_by_hop};
+use crate::identity::Caller;
 use crate::inspect::{self, Inspected, Protocol};
 use crate::names::NameCache;
 use crate::record::{self, Exchange};
@@ -154,14 +155,18 @@ impl Proxy {
     }
 
     /// The request path. Never fails: failures are answered by `respond`.
-    pub async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(
+        self: Arc<Self>,
+        mut request: Request<Incoming>,
+        caller: &Caller,
+    ) -> Response<ProxyBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let config = self.config.load_full();
         // 0. trace context and request id, passed on to the next hop.
-        let mut exchange = Exchange::start(&mut request, self.telemetry.sampling());
+        let mut exchange = Exchange::start(&mut request, caller, self.telemetry.sampling());
         let mut audited = None;
         let result = self
-            .pipeline(&config, request, &mut exchange, &mut audited)
+            .pipeline(&config, request, caller, &mut exchange, &mut audited)
             .await;
         // Strict audit: no answer before the decision record is durable.
         let result = match (audited.map(Pending::durable), result) {
@@ -208,6 +213,7 @@ impl Proxy {
         &self,
         config: &Arc<MeshConfig>,
         request: Request<Incoming>,
+        caller: &Caller,
         exchange: &mut Exchange,
         audited: &mut Option<Pending>,
     ) -> Result<Response<ProxyBody>, Failure> {
@@ -243,7 +249,7 @@ impl Proxy {
         let authenticator = self.authenticators.get(config);
         authenticate::authenticate(&authenticator, &mut parts, &self.telemetry.metrics).await?;
         exchange.authenticated(&parts.extensions);
-        crate::end_user::carry(&self.role, config, &mut parts);
+        crate::end_user::carry(&self.role, config, &mut parts, caller.peer.as_ref());
 
         // 4. route decision (gateway): pure; picks the version, sends nothing.
         let routed = match &self.role {
@@ -262,11 +268,18 @@ impl Proxy {
             _ => inspected.model.named_version(),
         };
         let signature = signature.as_deref();
-        let authz = authorize::request(&parts, &inspected, version, signature);
+        let authz = authorize::request(&parts, caller, &inspected, version, signature);
         let decision = authorize::decide(&authorizer, &authz);
         let allowed = decision.allowed;
         if let Some(audit) = &self.audit {
-            *audited = audit.decision(&self.role, &parts, &inspected, version, &decision, false);
+            *audited = audit.decision(
+                &self.role,
+                (&parts, caller),
+                &inspected,
+                version,
+                &decision,
+                false,
+            );
             if let Some(refused) = audited.as_ref().and_then(Pending::refused) {
                 return Err(Failure::AuditUnavailable(refused.0.clone()));
             }
@@ -281,12 +294,15 @@ impl Proxy {
             Routed::Gateway(routed) => {
                 let (model, mut decision) = routed?;
                 if let Some(mirror) = decision.mirror {
-                    let copy = authorize::request(&parts, &inspected, Some(mirror), signature);
+                    let copy =
+                        authorize::request(&parts, caller, &inspected, Some(mirror), signature);
                     let copy = authorize::decide(&authorizer, &copy);
                     if let Some(audit) = &self.audit {
                         // Recorded, not awaited: nobody is answered from the mirror.
                         let mirror = Some(mirror);
-                        let _ = audit.decision(&self.role, &parts, &inspected, mirror, &copy, true);
+                        let request = (&parts, caller);
+                        let _ =
+                            audit.decision(&self.role, request, &inspected, mirror, &copy, true);
                     }
                     if !copy.allowed {
                         tracing::debug!(mirror, "mirror version not authorized: not mirrored");

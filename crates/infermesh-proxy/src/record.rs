@@ -21,7 +21,7 @@ use infermesh_config::MeshConfig;
 use infermesh_telemetry::{Peer, Record, Reporter, TraceContext, context};
 
 use crate::body::{BoxError, ProxyBody};
-use crate::identity::{Connection, PeerIdentity, RequestAuth};
+use crate::identity::{Caller, Connection, RequestAuth};
 use crate::inspect::{ModelRequest, Protocol};
 use crate::pipeline::{Proxy, Role};
 
@@ -67,7 +67,7 @@ impl Exchange {
     ///
     /// Boxed: the exchange (~550 bytes) moves from the request path into the
     /// response body that records it, and a box moves as one pointer.
-    pub fn start(request: &mut Request<Incoming>, sampling: f64) -> Box<Exchange> {
+    pub fn start(request: &mut Request<Incoming>, caller: &Caller, sampling: f64) -> Box<Exchange> {
         let mut rng = fastrand::Rng::new();
         let headers = request.headers_mut();
         let request_id = context::request_id(headers, &mut rng);
@@ -84,11 +84,8 @@ impl Exchange {
             uri: request.uri().clone(),
             request_id,
             trace,
-            connection: request.extensions().get::<Connection>().copied(),
-            peer: request
-                .extensions()
-                .get::<PeerIdentity>()
-                .map(|p| p.principal.clone()),
+            connection: caller.connection,
+            peer: caller.peer.as_ref().map(|p| p.principal.clone()),
             request_bytes,
             model: None,
             version: None,
