@@ -93,7 +93,9 @@ impl Runner {
     }
 
     fn inputs(&self, mut inputs: BTreeMap<String, Tensor>) -> Result<TVec<TValue>, Status> {
-        let mut parsed: HashMap<&str, Vec<Example>> = HashMap::new();
+        // Parsed `tf.Example`s per input key: a list, not a map — a signature has one
+        // or two such keys, and a plain tensor request then builds no hasher at all.
+        let mut parsed: Vec<(&str, Vec<Example>)> = Vec::new();
         let mut values = TVec::with_capacity(self.sources.len());
         for (ix, source) in self.sources.iter().enumerate() {
             match source {
@@ -110,18 +112,22 @@ impl Runner {
                     values.push(convert::to_tract(tensor)?.into_tvalue());
                 }
                 Source::Feature { key, feature } => {
-                    if !parsed.contains_key(key.as_str()) {
-                        let tensor = inputs.get(key).ok_or_else(|| missing(key, &self.sources))?;
-                        let TensorData::Str(serialized) = &tensor.data else {
-                            return Err(Status::invalid_argument(format!(
-                                "input {key} takes serialized tf.Example strings, got {}",
-                                tensor.dtype()
-                            )));
-                        };
-                        parsed.insert(key, example::decode(serialized)?);
-                    }
-                    values
-                        .push(example::dense_tensor(&parsed[key.as_str()], feature)?.into_tvalue());
+                    let at = match parsed.iter().position(|(k, _)| *k == key.as_str()) {
+                        Some(at) => at,
+                        None => {
+                            let tensor =
+                                inputs.get(key).ok_or_else(|| missing(key, &self.sources))?;
+                            let TensorData::Str(serialized) = &tensor.data else {
+                                return Err(Status::invalid_argument(format!(
+                                    "input {key} takes serialized tf.Example strings, got {}",
+                                    tensor.dtype()
+                                )));
+                            };
+                            parsed.push((key, example::decode(serialized)?));
+                            parsed.len() - 1
+                        }
+                    };
+                    values.push(example::dense_tensor(&parsed[at].1, feature)?.into_tvalue());
                 }
             }
         }
