@@ -49,8 +49,16 @@ fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
         batch = size;
     }
     let objects = outputs.len() > 1;
-    // Per output (in map order), the next element to write.
-    let mut offsets = vec![0usize; outputs.len()];
+    // Per output (in map order), the next element to write: on the stack for the
+    // usual few outputs, allocated beyond.
+    let mut few = [0usize; 4];
+    let mut many = Vec::new();
+    let offsets: &mut [usize] = if outputs.len() <= few.len() {
+        &mut few[..outputs.len()]
+    } else {
+        many.resize(outputs.len(), 0);
+        &mut many
+    };
     let mut w = PrettyWriter::with_capacity(text_estimate(outputs));
     w.start_object();
     w.key(b"predictions");
@@ -280,6 +288,40 @@ mod tests {
                 r#"{"outputs": {"a": [1, 2], "b_bytes": [[{"b64": "aGk="}], [{"b64": "/w=="}]]}}"#
             )
         );
+    }
+
+    /// One to seven outputs of batch 3 (offsets on the stack up to four, allocated
+    /// beyond): every batch item holds each output's item, as the columnar layout of
+    /// the same outputs does.
+    #[test]
+    fn row_offsets_for_few_and_many_outputs() {
+        for n in 1..=7i64 {
+            let outputs: BTreeMap<String, Tensor> = (0..n)
+                .map(|k| {
+                    let values = (0..6).map(|i| k * 100 + i).collect();
+                    (format!("out{k}"), t(&[3, 2], TensorData::I64(values)))
+                })
+                .collect();
+            let row = json(&encode_predict_response(&outputs, RequestFormat::Row).unwrap());
+            let col = json(&encode_predict_response(&outputs, RequestFormat::Columnar).unwrap());
+            for item in 0..3 {
+                for k in 0..n {
+                    let name = format!("out{k}");
+                    let want = if n == 1 {
+                        &col["outputs"][item]
+                    } else {
+                        &col["outputs"][&name][item]
+                    };
+                    let got = if n == 1 {
+                        &row["predictions"][item]
+                    } else {
+                        &row["predictions"][item][&name]
+                    };
+                    assert_eq!(got, want, "{n} outputs, item {item}, {name}");
+                    assert_eq!(got[1], serde_json::json!(k * 100 + item as i64 * 2 + 1));
+                }
+            }
+        }
     }
 
     #[test]
