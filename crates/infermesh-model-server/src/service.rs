@@ -79,7 +79,8 @@ impl Models {
         name: &str,
         entrypoint: Entrypoint,
     ) -> Result<(Cow<'static, str>, &'a Signature), Status> {
-        let (name, key) = if name.is_empty() {
+        // The default name, spelled out or not, is borrowed: no copy per request.
+        let (name, key) = if name.is_empty() || name == DEFAULT_SIGNATURE {
             (DEFAULT_SIGNATURE, Cow::Borrowed(DEFAULT_SIGNATURE))
         } else {
             (name, Cow::Owned(name.to_string()))
@@ -320,6 +321,54 @@ mod tests {
             err.message,
             "Expects arg[x] to be float but int32 is provided"
         );
+    }
+
+    /// The default signature key is borrowed whether the request left it empty or
+    /// spelled it out; other names are copied; the same signature and errors either way.
+    #[test]
+    fn signature_keys_borrowed_only_for_the_default() {
+        struct Sigs(BTreeMap<String, Signature>);
+        impl Servable for Sigs {
+            fn signatures(&self) -> &BTreeMap<String, Signature> {
+                &self.0
+            }
+            fn run(
+                &self,
+                _: &str,
+                _: BTreeMap<String, Tensor>,
+                _: &[String],
+            ) -> Result<BTreeMap<String, Tensor>, Status> {
+                Ok(BTreeMap::new())
+            }
+        }
+        let servable: Arc<dyn Servable> = Arc::new(Sigs(BTreeMap::from([
+            (DEFAULT_SIGNATURE.to_string(), sig()),
+            ("other".to_string(), Signature::default()),
+        ])));
+        for entrypoint in [Entrypoint::Rest, Entrypoint::Grpc] {
+            for name in ["", DEFAULT_SIGNATURE, "other", "missing", "serving_defaul"] {
+                let got = Models::signature(servable.as_ref(), name, entrypoint);
+                let wanted_key = if name.is_empty() {
+                    DEFAULT_SIGNATURE
+                } else {
+                    name
+                };
+                match got {
+                    Ok((key, signature)) => {
+                        assert_eq!(key, wanted_key);
+                        assert_eq!(
+                            matches!(key, Cow::Borrowed(_)),
+                            wanted_key == DEFAULT_SIGNATURE
+                        );
+                        assert_eq!(signature, &servable.signatures()[wanted_key]);
+                    }
+                    Err(e) => {
+                        assert!(!servable.signatures().contains_key(wanted_key));
+                        assert!(e.message.contains(wanted_key), "{}", e.message);
+                    }
+                }
+            }
+        }
     }
 
     /// The side-by-side pass gives what the key-by-key check gives, for every
