@@ -152,7 +152,7 @@ async fn route(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>
                 StatusCode::from_u16(status.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             });
-            json_response(code, status.to_json_body())
+            json_response(code, status.to_json_body().into_bytes())
         }
     }
 }
@@ -181,20 +181,21 @@ fn api_of(api: RestApi) -> Api {
     }
 }
 
-/// Runs one API call; returns the JSON body and the version that answered.
+/// Runs one API call; returns the JSON body (as bytes: it goes out as the HTTP body)
+/// and the version that answered.
 async fn dispatch(
     state: &Rest,
     route_api: RestApi,
     spec: &ModelSpec,
     api: Api,
     body: &[u8],
-) -> Result<(String, i64), Status> {
+) -> Result<(Vec<u8>, i64), Status> {
     let models = &state.models;
     match route_api {
         RestApi::Status => {
             let statuses = models.status(spec)?;
             let version = statuses.first().map_or(0, |s| s.version);
-            Ok((json::model_status_json(&statuses), version))
+            Ok((json::model_status_json(&statuses).into_bytes(), version))
         }
         RestApi::Metadata => {
             let resolved = models.resolve(spec)?;
@@ -203,7 +204,7 @@ async fn dispatch(
                 resolved.version,
                 resolved.servable.signatures(),
             );
-            Ok((body, resolved.version))
+            Ok((body.into_bytes(), resolved.version))
         }
         RestApi::Predict => {
             let resolved = models.resolve(spec)?;
@@ -220,7 +221,7 @@ async fn dispatch(
                     Vec::new(),
                 )
                 .await?;
-            let body = json::encode_predict_response(&output.outputs, request.format)?;
+            let body = json::encode_predict_response_bytes(&output.outputs, request.format)?;
             Ok((body, output.version))
         }
         RestApi::Classify | RestApi::Regress => {
@@ -247,7 +248,7 @@ async fn dispatch(
             } else {
                 json::encode_regression_result(&inference::regression_result(&output.outputs, n)?)?
             };
-            Ok((body, output.version))
+            Ok((body.into_bytes(), output.version))
         }
     }
 }
@@ -329,7 +330,7 @@ fn metrics(state: &Rest) -> Response<Full<Bytes>> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -343,7 +344,7 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 fn error(status: &Status) -> Response<Full<Bytes>> {
     let code =
         StatusCode::from_u16(status.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, status.to_json_body())
+    json_response(code, status.to_json_body().into_bytes())
 }
 
 fn not_found() -> Response<Full<Bytes>> {

@@ -17,6 +17,22 @@ pub fn encode_predict_response(
     outputs: &BTreeMap<String, Tensor>,
     format: RequestFormat,
 ) -> Result<String, Status> {
+    encode(outputs, format).map(PrettyWriter::finish)
+}
+
+/// [`encode_predict_response`]'s text as bytes (for an HTTP body): without the UTF-8
+/// check when no string output held bytes beyond ASCII.
+pub fn encode_predict_response_bytes(
+    outputs: &BTreeMap<String, Tensor>,
+    format: RequestFormat,
+) -> Result<Vec<u8>, Status> {
+    encode(outputs, format).map(PrettyWriter::finish_bytes)
+}
+
+fn encode(
+    outputs: &BTreeMap<String, Tensor>,
+    format: RequestFormat,
+) -> Result<PrettyWriter, Status> {
     if outputs.is_empty() {
         return Err(Status::invalid_argument(
             "Cannot convert empty tensor map to JSON",
@@ -28,7 +44,7 @@ pub fn encode_predict_response(
     }
 }
 
-fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
+fn row(outputs: &BTreeMap<String, Tensor>) -> Result<PrettyWriter, Status> {
     let mut batch = 0usize;
     for (name, t) in outputs {
         let Some(&size) = t.shape.first() else {
@@ -81,10 +97,10 @@ fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
     }
     w.end_array();
     w.end_object();
-    Ok(w.finish())
+    Ok(w)
 }
 
-fn columnar(outputs: &BTreeMap<String, Tensor>) -> String {
+fn columnar(outputs: &BTreeMap<String, Tensor>) -> PrettyWriter {
     let objects = outputs.len() > 1;
     let mut w = PrettyWriter::with_capacity(text_estimate(outputs));
     w.start_object();
@@ -103,7 +119,7 @@ fn columnar(outputs: &BTreeMap<String, Tensor>) -> String {
         w.end_object();
     }
     w.end_object();
-    w.finish()
+    w
 }
 
 /// Room for the usual body: keys and layout, and a dozen bytes per element (more is
@@ -322,6 +338,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The bytes encoding is the text encoding's bytes, for outputs with numbers and
+    /// strings (ASCII, other UTF-8, invalid UTF-8), `_bytes` keys, both layouts.
+    #[test]
+    fn bytes_encoding_matches_text() {
+        let strings: [&[u8]; 4] = [b"ok", "caf\u{e9}".as_bytes(), b"\xff", b"q\"\n"];
+        for case in 0..64usize {
+            let s1 = strings[case % 4].to_vec();
+            let s2 = strings[(case / 4) % 4].to_vec();
+            let key = if case % 2 == 0 { "s" } else { "s_bytes" };
+            let mut outputs =
+                BTreeMap::from([(key.to_string(), t(&[2], TensorData::Str(vec![s1, s2])))]);
+            if case / 16 % 2 == 1 {
+                outputs.insert("f".into(), t(&[2], TensorData::F32(vec![0.5, 1e-7])));
+            }
+            for format in [RequestFormat::Row, RequestFormat::Columnar] {
+                assert_eq!(
+                    encode_predict_response_bytes(&outputs, format).unwrap(),
+                    encode_predict_response(&outputs, format)
+                        .unwrap()
+                        .into_bytes(),
+                    "case {case} {format:?}"
+                );
+            }
+        }
+        assert_eq!(
+            encode_predict_response_bytes(&BTreeMap::new(), RequestFormat::Row),
+            encode_predict_response(&BTreeMap::new(), RequestFormat::Row).map(String::into_bytes)
+        );
     }
 
     #[test]
