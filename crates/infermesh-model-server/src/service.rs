@@ -14,7 +14,7 @@ use infermesh_tfserving::{Servable, Signature, Status, Tensor, TensorInfo, infer
 use tokio::sync::Semaphore;
 
 use crate::manager::{ModelManager, Resolved};
-use crate::metrics::{Api, Entrypoint, Metrics, RequestRecord};
+use crate::metrics::{Api, Entrypoint, Metrics, RequestRecord, Served};
 
 /// Servables whose typical run takes at most this long run inline on the request's
 /// thread; slower (or not yet measured) ones run on the blocking pool, bounded by the
@@ -36,6 +36,8 @@ pub struct RunOutput {
     /// Borrowed when it is the default name (no copy per request).
     pub signature_name: Cow<'static, str>,
     pub outputs: BTreeMap<String, Tensor>,
+    /// The metric handles of the version that served it, for recording the request.
+    pub(crate) metrics: Arc<Served>,
 }
 
 /// The model server's shared state: the model set, metrics and limits.
@@ -158,7 +160,9 @@ impl Models {
             // The wait for a permit and the hand-off count, as they always have.
             (outputs, started.elapsed())
         };
-        self.metrics.record_runtime(
+        let metrics = self.metrics.served(&resolved.name, resolved.version);
+        self.metrics.record_runtime_in(
+            &metrics,
             &resolved.name,
             resolved.version,
             api,
@@ -168,6 +172,7 @@ impl Models {
             version: resolved.version,
             signature_name,
             outputs,
+            metrics,
         })
     }
 
@@ -181,11 +186,27 @@ impl Models {
         result: Result<(), &Status>,
         started: Instant,
     ) {
+        self.record_in(spec, version, api, entrypoint, result, started, None);
+    }
+
+    /// [`Models::record`] with the metric handles of a [`RunOutput`] for the model and
+    /// version that answered (the spec's model and `version`), when there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_in(
+        &self,
+        spec: Option<&ModelSpec>,
+        version: Option<i64>,
+        api: Api,
+        entrypoint: Entrypoint,
+        result: Result<(), &Status>,
+        started: Instant,
+        served: Option<&Served>,
+    ) {
         // A request that succeeded found its model: the name is a configured one.
         let model = spec
             .map(|s| s.name.as_str())
             .filter(|name| result.is_ok() || self.manager.has_model(name));
-        self.metrics.record_request(&RequestRecord {
+        let record = RequestRecord {
             model,
             version,
             api,
@@ -195,7 +216,9 @@ impl Models {
                 Err(status) => status.code.name(),
             },
             latency_us: started.elapsed().as_secs_f64() * 1e6,
-        });
+        };
+        self.metrics
+            .record_request_in(&record, served.filter(|_| result.is_ok()));
     }
 }
 
