@@ -29,8 +29,11 @@ pub struct Runnable {
     plan: Arc<TypedRunnableModel>,
     /// Per node id, its fast evaluation when it has one.
     fast: Vec<Option<ScalarBin>>,
-    /// Idle states, when the plan's states can be reused (see the module doc).
-    pool: Option<Mutex<Vec<TypedSimpleState>>>,
+    /// Idle states, when the plan's states can be reused (see the module doc). Boxed:
+    /// taking one out and giving it back moves a pointer, not the whole state (hence
+    /// the boxes clippy's `vec_box` would remove).
+    #[allow(clippy::vec_box)]
+    pool: Option<Mutex<Vec<Box<TypedSimpleState>>>>,
 }
 
 impl Runnable {
@@ -44,7 +47,7 @@ impl Runnable {
         let state = plan.spawn()?;
         let reusable = state.op_states.iter().all(Option::is_none)
             && !model.nodes().iter().any(|n| n.op_is::<OptMatMul>());
-        let pool = reusable.then(|| Mutex::new(vec![state]));
+        let pool = reusable.then(|| Mutex::new(vec![Box::new(state)]));
         Ok(Runnable { plan, fast, pool })
     }
 
@@ -53,7 +56,7 @@ impl Runnable {
     pub fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let mut state = match self.take_state() {
             Some(state) => state,
-            None => self.plan.spawn()?,
+            None => Box::new(self.plan.spawn()?),
         };
         let fast = &self.fast;
         let outputs = state.run_plan_with_eval(inputs, |ctx, op_state, node, inputs| {
@@ -91,14 +94,17 @@ impl Runnable {
             .as_ref()
             .map(|pool| std::mem::take(&mut *pool.lock().unwrap_or_else(|p| p.into_inner())))
             .unwrap_or_default()
+            .into_iter()
+            .map(|state| *state)
+            .collect()
     }
 
-    fn take_state(&self) -> Option<TypedSimpleState> {
+    fn take_state(&self) -> Option<Box<TypedSimpleState>> {
         let pool = self.pool.as_ref()?;
         pool.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
-    fn give_back(&self, mut state: TypedSimpleState) {
+    fn give_back(&self, mut state: Box<TypedSimpleState>) {
         let Some(pool) = &self.pool else { return };
         scrub(&mut state, &self.plan);
         let mut idle = pool.lock().unwrap_or_else(|p| p.into_inner());

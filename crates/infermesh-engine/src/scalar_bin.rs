@@ -137,7 +137,7 @@ impl ScalarBin {
         };
         let natural = x.rank() == self.rank
             && x.shape().iter().product::<usize>() == x.len()
-            && x.strides() == &*tract_core::internal::Tensor::natural_strides(x.shape())
+            && has_natural_strides(x.shape(), x.strides())
             && x.is_plain();
         let dt_ok = matches!(
             (self.scalar, x.datum_type()),
@@ -161,6 +161,24 @@ impl ScalarBin {
             Err(inputs)
         }
     }
+}
+
+/// Whether `strides` are the natural (row-major, contiguous) strides of `shape`: what
+/// comparing with `Tensor::natural_strides(shape)` says, without building that list
+/// (a small vector per node and run). The last stride is 1 and each one before is the
+/// next one times the next dimension, with the same wrapping arithmetic.
+fn has_natural_strides(shape: &[usize], strides: &[isize]) -> bool {
+    if shape.len() != strides.len() {
+        return false;
+    }
+    let mut expected: isize = 1;
+    for (&dim, &stride) in shape.iter().zip(strides).rev() {
+        if stride != expected {
+            return false;
+        }
+        expected = expected.wrapping_mul(dim as isize);
+    }
+    true
 }
 
 /// `x = x op s` (the constant is `b`) or `x = s op x` (it is `a`), for every value.
@@ -189,5 +207,50 @@ where
         (Kind::Mul, true) => each!(|x| s * x),
         (Kind::Div, false) => each!(|x| x / s),
         (Kind::Div, true) => each!(|x| s / x),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_natural_strides;
+    use tract_core::internal::Tensor;
+
+    /// The in-place check agrees with comparing against tract's natural strides, on
+    /// shapes of rank 0 to 6 (with zero and one dimensions) and on strides that are
+    /// natural, off by one somewhere, of another length, or of another shape.
+    #[test]
+    fn natural_stride_check_matches_tract() {
+        let mut x: u32 = 0x2545_f491;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize
+        };
+        for case in 0..20_000 {
+            let shape: Vec<usize> = (0..next() % 7).map(|_| next() % 5).collect();
+            let natural = Tensor::natural_strides(&shape).to_vec();
+            let mut strides = natural.clone();
+            match next() % 5 {
+                0 => {}
+                1 if !strides.is_empty() => {
+                    let at = next() % strides.len();
+                    strides[at] += [1, -1][next() % 2];
+                }
+                2 => strides.push(1),
+                3 => {
+                    strides.pop();
+                }
+                _ => {
+                    let other: Vec<usize> = (0..shape.len()).map(|_| next() % 5).collect();
+                    strides = Tensor::natural_strides(&other).to_vec();
+                }
+            }
+            assert_eq!(
+                has_natural_strides(&shape, &strides),
+                strides == natural,
+                "case {case}: {shape:?} {strides:?}"
+            );
+        }
     }
 }

@@ -28,6 +28,8 @@ pub struct Runner {
     pub outputs: BTreeMap<String, usize>,
     /// The program outputs of all keys, ascending, each once (no output filter).
     all_outputs: Vec<usize>,
+    /// See [`key_ordered`].
+    key_ordered: bool,
 }
 
 /// A loaded model version.
@@ -65,11 +67,13 @@ impl Runner {
         let mut all_outputs: Vec<usize> = outputs.values().copied().collect();
         all_outputs.sort_unstable();
         all_outputs.dedup();
+        let key_ordered = key_ordered(&sources);
         Runner {
             program,
             sources,
             outputs,
             all_outputs,
+            key_ordered,
         }
     }
 
@@ -92,41 +96,101 @@ impl Runner {
         Ok(wanted)
     }
 
-    fn inputs(&self, mut inputs: BTreeMap<String, Tensor>) -> Result<TVec<TValue>, Status> {
-        let mut parsed: HashMap<&str, Vec<Example>> = HashMap::new();
-        let mut values = TVec::with_capacity(self.sources.len());
-        for (ix, source) in self.sources.iter().enumerate() {
-            match source {
-                Source::Tensor { key, dtype } => {
-                    let tensor = inputs
-                        .remove(key)
-                        .ok_or_else(|| missing(key, &self.sources))?;
-                    if tensor.dtype() != *dtype {
-                        return Err(Status::invalid_argument(format!(
-                            "Expects arg[{ix}] to be {dtype} but {} is provided",
-                            tensor.dtype()
-                        )));
-                    }
-                    values.push(convert::to_tract(tensor)?.into_tvalue());
-                }
-                Source::Feature { key, feature } => {
-                    if !parsed.contains_key(key.as_str()) {
-                        let tensor = inputs.get(key).ok_or_else(|| missing(key, &self.sources))?;
+    fn inputs(&self, inputs: BTreeMap<String, Tensor>) -> Result<TVec<TValue>, Status> {
+        if self.key_ordered && holds_exactly(&self.sources, &inputs) {
+            return inputs_in_key_order(&self.sources, inputs);
+        }
+        inputs_by_key(&self.sources, inputs)
+    }
+}
+
+/// Whether every source is a plain tensor and their keys ascend in program order: then
+/// a request map holding exactly those keys iterates in program order.
+fn key_ordered(sources: &[Source]) -> bool {
+    let mut previous: Option<&String> = None;
+    sources.iter().all(|source| match source {
+        Source::Tensor { key, .. } => {
+            let ascending = previous.is_none_or(|p| p < key);
+            previous = Some(key);
+            ascending
+        }
+        Source::Feature { .. } => false,
+    })
+}
+
+/// Whether `inputs` holds exactly the sources' keys (for [`key_ordered`] sources: in
+/// the same order).
+fn holds_exactly(sources: &[Source], inputs: &BTreeMap<String, Tensor>) -> bool {
+    inputs.len() == sources.len()
+        && inputs.keys().zip(sources).all(|(k, source)| match source {
+            Source::Tensor { key, .. } => key == k,
+            Source::Feature { .. } => false,
+        })
+}
+
+/// [`inputs_by_key`] for [`key_ordered`] sources and a request [`holds_exactly`] their
+/// keys: the tensors are taken in map order, without a removal per key.
+fn inputs_in_key_order(
+    sources: &[Source],
+    inputs: BTreeMap<String, Tensor>,
+) -> Result<TVec<TValue>, Status> {
+    let mut values = TVec::with_capacity(sources.len());
+    for (ix, (source, tensor)) in sources.iter().zip(inputs.into_values()).enumerate() {
+        let Source::Tensor { dtype, .. } = source else {
+            return Err(Status::internal("input bookkeeping error"));
+        };
+        values.push(tensor_value(ix, *dtype, tensor)?);
+    }
+    Ok(values)
+}
+
+/// A request tensor as program input `ix`, which takes `dtype`.
+fn tensor_value(ix: usize, dtype: DType, tensor: Tensor) -> Result<TValue, Status> {
+    if tensor.dtype() != dtype {
+        return Err(Status::invalid_argument(format!(
+            "Expects arg[{ix}] to be {dtype} but {} is provided",
+            tensor.dtype()
+        )));
+    }
+    Ok(convert::to_tract(tensor)?.into_tvalue())
+}
+
+/// The program inputs, source by source: tensors looked up by key, features parsed
+/// from the serialized `tf.Example`s of their key.
+fn inputs_by_key(
+    sources: &[Source],
+    mut inputs: BTreeMap<String, Tensor>,
+) -> Result<TVec<TValue>, Status> {
+    // Parsed `tf.Example`s per input key: a list, not a map — a signature has one
+    // or two such keys, and a plain tensor request then builds no hasher at all.
+    let mut parsed: Vec<(&str, Vec<Example>)> = Vec::new();
+    let mut values = TVec::with_capacity(sources.len());
+    for (ix, source) in sources.iter().enumerate() {
+        match source {
+            Source::Tensor { key, dtype } => {
+                let tensor = inputs.remove(key).ok_or_else(|| missing(key, sources))?;
+                values.push(tensor_value(ix, *dtype, tensor)?);
+            }
+            Source::Feature { key, feature } => {
+                let at = match parsed.iter().position(|(k, _)| *k == key.as_str()) {
+                    Some(at) => at,
+                    None => {
+                        let tensor = inputs.get(key).ok_or_else(|| missing(key, sources))?;
                         let TensorData::Str(serialized) = &tensor.data else {
                             return Err(Status::invalid_argument(format!(
                                 "input {key} takes serialized tf.Example strings, got {}",
                                 tensor.dtype()
                             )));
                         };
-                        parsed.insert(key, example::decode(serialized)?);
+                        parsed.push((key, example::decode(serialized)?));
+                        parsed.len() - 1
                     }
-                    values
-                        .push(example::dense_tensor(&parsed[key.as_str()], feature)?.into_tvalue());
-                }
+                };
+                values.push(example::dense_tensor(&parsed[at].1, feature)?.into_tvalue());
             }
         }
-        Ok(values)
     }
+    Ok(values)
 }
 
 fn missing(key: &str, sources: &[Source]) -> Status {
@@ -186,5 +250,79 @@ impl Servable for Engine {
             outputs.insert(key, convert::from_tract(&results[at])?);
         }
         Ok(outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Outcome = Result<Vec<tract_core::internal::Tensor>, Status>;
+
+    fn outcome(result: Result<TVec<TValue>, Status>) -> Outcome {
+        result.map(|values| values.iter().map(|v| (**v).clone()).collect())
+    }
+
+    /// Generated tensor sources (one to three keys, in or out of key order, repeated
+    /// keys, several dtypes) and requests (exact keys, missing, extra, wrong dtype or
+    /// shape): taking tensors in map order gives what looking each key up gives,
+    /// whenever `Runner::inputs` would take it.
+    #[test]
+    fn key_order_path_matches_lookup_by_key() {
+        let pool = ["a", "b", "c", "x"];
+        let dtypes = [DType::Float, DType::Int32];
+        let mut x: u32 = 0x0bad_cafe;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize
+        };
+        let mut fast_cases = 0;
+        for case in 0..5_000 {
+            let sources: Vec<Source> = (0..1 + next() % 3)
+                .map(|_| Source::Tensor {
+                    key: pool[next() % 3].to_string(),
+                    dtype: dtypes[next() % 2],
+                })
+                .collect();
+            // Half the requests hold the sources' keys, the rest any of the pool.
+            let exact = next() % 2 == 0;
+            let mut inputs = BTreeMap::new();
+            for key in pool {
+                let wanted = sources
+                    .iter()
+                    .any(|s| matches!(s, Source::Tensor { key: k, .. } if k == key));
+                if (exact && !wanted) || (!exact && next() % 4 == 0) {
+                    continue;
+                }
+                let tensor = match next() % 4 {
+                    0 => Tensor::new(vec![2], TensorData::I32(vec![1, 2])),
+                    1 => Tensor::new(vec![2, 1], TensorData::F32(vec![0.5, 1.5])),
+                    _ => Tensor::new(vec![3], TensorData::F32(vec![1.0, 2.0, 5.0])),
+                };
+                inputs.insert(key.to_string(), tensor.unwrap());
+            }
+            let general = outcome(inputs_by_key(&sources, inputs.clone()));
+            if key_ordered(&sources) && holds_exactly(&sources, &inputs) {
+                fast_cases += 1;
+                let fast = outcome(inputs_in_key_order(&sources, inputs));
+                assert_eq!(fast, general, "case {case}");
+            }
+        }
+        assert!(fast_cases > 500, "{fast_cases}");
+    }
+
+    #[test]
+    fn key_order_needs_ascending_tensor_keys() {
+        let tensor = |key: &str| Source::Tensor {
+            key: key.into(),
+            dtype: DType::Float,
+        };
+        assert!(key_ordered(&[]));
+        assert!(key_ordered(&[tensor("a")]));
+        assert!(key_ordered(&[tensor("a"), tensor("b")]));
+        assert!(!key_ordered(&[tensor("b"), tensor("a")]));
+        assert!(!key_ordered(&[tensor("a"), tensor("a")]));
     }
 }

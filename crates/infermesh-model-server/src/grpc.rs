@@ -128,7 +128,7 @@ impl Grpc {
             .models
             .run(&resolved, &key, api, Entrypoint::Grpc, inputs, Vec::new())
             .await?;
-        Ok((output, resolved.name.clone(), n))
+        Ok((output, resolved.name.to_string(), n))
     }
 }
 

@@ -132,7 +132,7 @@ type FoldHash = foldhash::fast::RandomState;
 
 /// Handles into the families for one served (model, version).
 #[derive(Debug, Default)]
-struct Served {
+pub(crate) struct Served {
     /// `request_count` with status `OK`.
     ok_count: OnceLock<Untyped>,
     /// `request_latency` by API and entrypoint.
@@ -182,7 +182,7 @@ impl Metrics {
     }
 
     /// The cached handles of a served (model, version).
-    fn served(&self, model: &str, version: i64) -> Arc<Served> {
+    pub(crate) fn served(&self, model: &str, version: i64) -> Arc<Served> {
         if let Ok(served) = self.served.read()
             && let Some(handles) = served
                 .get(model)
@@ -200,8 +200,22 @@ impl Metrics {
     }
 
     pub fn record_request(&self, record: &RequestRecord<'_>) {
+        self.record_request_in(record, None);
+    }
+
+    /// [`Metrics::record_request`], with the handles of the record's model and version
+    /// when the caller has them already (from [`Metrics::served`]): one lookup per
+    /// request instead of two.
+    pub(crate) fn record_request_in(&self, record: &RequestRecord<'_>, served: Option<&Served>) {
         if let (Some(model), Some(version), "OK") = (record.model, record.version, record.status) {
-            let served = self.served(model, version);
+            let looked_up;
+            let served = match served {
+                Some(served) => served,
+                None => {
+                    looked_up = self.served(model, version);
+                    &looked_up
+                }
+            };
             served
                 .ok_count
                 .get_or_init(|| {
@@ -250,7 +264,25 @@ impl Metrics {
     }
 
     pub fn record_runtime(&self, model: &str, version: i64, api: Api, latency_us: f64) {
-        self.served(model, version).runtime_latency[api.index()]
+        self.record_runtime_in(
+            &self.served(model, version),
+            model,
+            version,
+            api,
+            latency_us,
+        );
+    }
+
+    /// [`Metrics::record_runtime`] into the handles of `model` and `version`.
+    pub(crate) fn record_runtime_in(
+        &self,
+        served: &Served,
+        model: &str,
+        version: i64,
+        api: Api,
+        latency_us: f64,
+    ) {
+        served.runtime_latency[api.index()]
             .get_or_init(|| {
                 self.runtime_latency
                     .get_or_create(&RuntimeLabels {
@@ -276,6 +308,55 @@ pub fn render(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Recording through handles looked up once gives the same metrics as looking
+    /// them up per record, for generated runs and requests over two models and
+    /// versions, both APIs' entrypoints, successes and failures.
+    #[test]
+    fn recording_through_handles_matches_lookups() {
+        let mut with = Registry::default();
+        let mut without = Registry::default();
+        let (a, b) = (
+            Metrics::register(&mut with),
+            Metrics::register(&mut without),
+        );
+        let mut x: u32 = 0x2468_ace1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize
+        };
+        let apis = [Api::Predict, Api::Classify, Api::GetModelStatus];
+        for _ in 0..500 {
+            let model = ["m", "n"][next() % 2];
+            let version = 1 + (next() % 2) as i64;
+            let api = apis[next() % 3];
+            let entrypoint = [Entrypoint::Rest, Entrypoint::Grpc][next() % 2];
+            let us = (next() % 10_000) as f64;
+            let served = a.served(model, version);
+            a.record_runtime_in(&served, model, version, api, us);
+            b.record_runtime(model, version, api, us);
+            let ok = next() % 4 != 0;
+            let record = RequestRecord {
+                model: Some(model),
+                version: ok.then_some(version),
+                api,
+                entrypoint,
+                status: if ok { "OK" } else { "NOT_FOUND" },
+                latency_us: us * 2.0,
+            };
+            a.record_request_in(&record, ok.then_some(&*served));
+            b.record_request(&record);
+        }
+        // Label sets come out in hash order: compare the sorted lines.
+        let lines = |registry: &Registry| {
+            let mut lines: Vec<String> = render(registry).lines().map(String::from).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(lines(&with), lines(&without));
+    }
 
     #[test]
     fn request_count_keeps_tf_serving_name_and_adds_version() {

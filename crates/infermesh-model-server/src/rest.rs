@@ -19,7 +19,7 @@ use infermesh_tfserving::{Status, inference, json};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::metrics::{Api, Entrypoint};
+use crate::metrics::{Api, Entrypoint, Served};
 use crate::service::{ModelSpec, Models};
 
 const METRICS_PATH: &str = "/monitoring/prometheus/metrics";
@@ -131,28 +131,33 @@ async fn route(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>
         Err(BodyError::TooLarge(status)) => (Err(status), Some(StatusCode::PAYLOAD_TOO_LARGE)),
         Err(BodyError::Read(status)) => (Err(status), None),
     };
-    let record = |version, outcome| {
-        state.models.record(
+    let record = |version, outcome, served| {
+        state.models.record_in(
             Some(&spec),
             version,
             api,
             Entrypoint::Rest,
             outcome,
             started,
+            served,
         )
     };
     match result {
-        Ok((body, version)) => {
-            record(Some(version), Ok(()));
+        Ok(Answer {
+            body,
+            version,
+            metrics,
+        }) => {
+            record(Some(version), Ok(()), metrics.as_deref());
             json_response(StatusCode::OK, body)
         }
         Err(status) => {
-            record(None, Err(&status));
+            record(None, Err(&status), None);
             let code = http_status.unwrap_or_else(|| {
                 StatusCode::from_u16(status.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             });
-            json_response(code, status.to_json_body())
+            json_response(code, status.to_json_body().into_bytes())
         }
     }
 }
@@ -181,20 +186,43 @@ fn api_of(api: RestApi) -> Api {
     }
 }
 
-/// Runs one API call; returns the JSON body and the version that answered.
+/// What a successful API call answers.
+struct Answer {
+    /// The JSON body, as bytes: it goes out as the HTTP body.
+    body: Vec<u8>,
+    /// The version that answered.
+    version: i64,
+    /// Its metric handles, when a run looked them up already.
+    metrics: Option<Arc<Served>>,
+}
+
+impl Answer {
+    fn new(body: Vec<u8>, version: i64) -> Answer {
+        Answer {
+            body,
+            version,
+            metrics: None,
+        }
+    }
+}
+
+/// Runs one API call.
 async fn dispatch(
     state: &Rest,
     route_api: RestApi,
     spec: &ModelSpec,
     api: Api,
     body: &[u8],
-) -> Result<(String, i64), Status> {
+) -> Result<Answer, Status> {
     let models = &state.models;
     match route_api {
         RestApi::Status => {
             let statuses = models.status(spec)?;
             let version = statuses.first().map_or(0, |s| s.version);
-            Ok((json::model_status_json(&statuses), version))
+            Ok(Answer::new(
+                json::model_status_json(&statuses).into_bytes(),
+                version,
+            ))
         }
         RestApi::Metadata => {
             let resolved = models.resolve(spec)?;
@@ -203,7 +231,7 @@ async fn dispatch(
                 resolved.version,
                 resolved.servable.signatures(),
             );
-            Ok((body, resolved.version))
+            Ok(Answer::new(body.into_bytes(), resolved.version))
         }
         RestApi::Predict => {
             let resolved = models.resolve(spec)?;
@@ -220,8 +248,12 @@ async fn dispatch(
                     Vec::new(),
                 )
                 .await?;
-            let body = json::encode_predict_response(&output.outputs, request.format)?;
-            Ok((body, output.version))
+            let body = json::encode_predict_response_bytes(&output.outputs, request.format)?;
+            Ok(Answer {
+                body,
+                version: output.version,
+                metrics: Some(output.metrics),
+            })
         }
         RestApi::Classify | RestApi::Regress => {
             let request = json::parse_classify_regress_request(body)?;
@@ -247,7 +279,11 @@ async fn dispatch(
             } else {
                 json::encode_regression_result(&inference::regression_result(&output.outputs, n)?)?
             };
-            Ok((body, output.version))
+            Ok(Answer {
+                body: body.into_bytes(),
+                version: output.version,
+                metrics: Some(output.metrics),
+            })
         }
     }
 }
@@ -329,7 +365,7 @@ fn metrics(state: &Rest) -> Response<Full<Bytes>> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -343,7 +379,7 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 fn error(status: &Status) -> Response<Full<Bytes>> {
     let code =
         StatusCode::from_u16(status.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, status.to_json_body())
+    json_response(code, status.to_json_body().into_bytes())
 }
 
 fn not_found() -> Response<Full<Bytes>> {

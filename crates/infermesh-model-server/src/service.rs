@@ -14,7 +14,7 @@ use infermesh_tfserving::{Servable, Signature, Status, Tensor, TensorInfo, infer
 use tokio::sync::Semaphore;
 
 use crate::manager::{ModelManager, Resolved};
-use crate::metrics::{Api, Entrypoint, Metrics, RequestRecord};
+use crate::metrics::{Api, Entrypoint, Metrics, RequestRecord, Served};
 
 /// Servables whose typical run takes at most this long run inline on the request's
 /// thread; slower (or not yet measured) ones run on the blocking pool, bounded by the
@@ -36,6 +36,8 @@ pub struct RunOutput {
     /// Borrowed when it is the default name (no copy per request).
     pub signature_name: Cow<'static, str>,
     pub outputs: BTreeMap<String, Tensor>,
+    /// The metric handles of the version that served it, for recording the request.
+    pub(crate) metrics: Arc<Served>,
 }
 
 /// The model server's shared state: the model set, metrics and limits.
@@ -79,7 +81,8 @@ impl Models {
         name: &str,
         entrypoint: Entrypoint,
     ) -> Result<(Cow<'static, str>, &'a Signature), Status> {
-        let (name, key) = if name.is_empty() {
+        // The default name, spelled out or not, is borrowed: no copy per request.
+        let (name, key) = if name.is_empty() || name == DEFAULT_SIGNATURE {
             (DEFAULT_SIGNATURE, Cow::Borrowed(DEFAULT_SIGNATURE))
         } else {
             (name, Cow::Owned(name.to_string()))
@@ -129,15 +132,17 @@ impl Models {
             }
         }
         let servable = &resolved.servable;
-        let started = Instant::now();
-        let outputs = if servable
+        let (outputs, took) = if servable
             .typical_run_time()
             .is_some_and(|t| t <= INLINE_RUN_MAX)
         {
             // Cheap model: a hand-off to the blocking pool would cost more than the
-            // run itself, and the run cannot hold this worker for long.
-            servable.run(&signature_name, inputs, &output_filter)?
+            // run itself, and the run cannot hold this worker for long. The servable
+            // times the run (its wrapper does anyway): one pair of clock reads.
+            let (outputs, took) = servable.run_timed(&signature_name, inputs, &output_filter);
+            (outputs?, took)
         } else {
+            let started = Instant::now();
             let servable = servable.clone();
             let sig = signature_name.clone();
             let permit = self
@@ -146,23 +151,28 @@ impl Models {
                 .acquire_owned()
                 .await
                 .map_err(|_| Status::unavailable("model server is shutting down"))?;
-            tokio::task::spawn_blocking(move || {
+            let outputs = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 servable.run(&sig, inputs, &output_filter)
             })
             .await
-            .map_err(|e| Status::internal(format!("inference task failed: {e}")))??
+            .map_err(|e| Status::internal(format!("inference task failed: {e}")))??;
+            // The wait for a permit and the hand-off count, as they always have.
+            (outputs, started.elapsed())
         };
-        self.metrics.record_runtime(
+        let metrics = self.metrics.served(&resolved.name, resolved.version);
+        self.metrics.record_runtime_in(
+            &metrics,
             &resolved.name,
             resolved.version,
             api,
-            started.elapsed().as_secs_f64() * 1e6,
+            took.as_secs_f64() * 1e6,
         );
         Ok(RunOutput {
             version: resolved.version,
             signature_name,
             outputs,
+            metrics,
         })
     }
 
@@ -176,11 +186,27 @@ impl Models {
         result: Result<(), &Status>,
         started: Instant,
     ) {
+        self.record_in(spec, version, api, entrypoint, result, started, None);
+    }
+
+    /// [`Models::record`] with the metric handles of a [`RunOutput`] for the model and
+    /// version that answered (the spec's model and `version`), when there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_in(
+        &self,
+        spec: Option<&ModelSpec>,
+        version: Option<i64>,
+        api: Api,
+        entrypoint: Entrypoint,
+        result: Result<(), &Status>,
+        started: Instant,
+        served: Option<&Served>,
+    ) {
         // A request that succeeded found its model: the name is a configured one.
         let model = spec
             .map(|s| s.name.as_str())
             .filter(|name| result.is_ok() || self.manager.has_model(name));
-        self.metrics.record_request(&RequestRecord {
+        let record = RequestRecord {
             model,
             version,
             api,
@@ -190,18 +216,32 @@ impl Models {
                 Err(status) => status.code.name(),
             },
             latency_us: started.elapsed().as_secs_f64() * 1e6,
-        });
+        };
+        self.metrics
+            .record_request_in(&record, served.filter(|_| result.is_ok()));
     }
 }
 
 /// The inputs must be exactly the signature's input keys, with its dtypes.
 fn check_inputs(signature: &Signature, inputs: &BTreeMap<String, Tensor>) -> Result<(), Status> {
-    // Both maps are sorted: the usual case (the same keys) is one pass side by side.
-    if inputs.len() == signature.inputs.len() && inputs.keys().eq(signature.inputs.keys()) {
-        for ((key, tensor), info) in inputs.iter().zip(signature.inputs.values()) {
-            check_dtype(key, tensor, info)?;
+    // Both maps are sorted: the usual case (the same keys) is one pass side by side,
+    // comparing keys and dtypes together. A dtype error is kept until every key is
+    // known to match, since a key mismatch is the error to report then.
+    if inputs.len() == signature.inputs.len() {
+        let mut dtype_error = None;
+        let same_keys =
+            inputs
+                .iter()
+                .zip(&signature.inputs)
+                .all(|((key, tensor), (expected, info))| {
+                    if dtype_error.is_none() && key == expected {
+                        dtype_error = check_dtype(key, tensor, info).err();
+                    }
+                    key == expected
+                });
+        if same_keys {
+            return dtype_error.map_or(Ok(()), Err);
         }
-        return Ok(());
     }
     check_inputs_by_key(signature, inputs)
 }
@@ -304,6 +344,54 @@ mod tests {
             err.message,
             "Expects arg[x] to be float but int32 is provided"
         );
+    }
+
+    /// The default signature key is borrowed whether the request left it empty or
+    /// spelled it out; other names are copied; the same signature and errors either way.
+    #[test]
+    fn signature_keys_borrowed_only_for_the_default() {
+        struct Sigs(BTreeMap<String, Signature>);
+        impl Servable for Sigs {
+            fn signatures(&self) -> &BTreeMap<String, Signature> {
+                &self.0
+            }
+            fn run(
+                &self,
+                _: &str,
+                _: BTreeMap<String, Tensor>,
+                _: &[String],
+            ) -> Result<BTreeMap<String, Tensor>, Status> {
+                Ok(BTreeMap::new())
+            }
+        }
+        let servable: Arc<dyn Servable> = Arc::new(Sigs(BTreeMap::from([
+            (DEFAULT_SIGNATURE.to_string(), sig()),
+            ("other".to_string(), Signature::default()),
+        ])));
+        for entrypoint in [Entrypoint::Rest, Entrypoint::Grpc] {
+            for name in ["", DEFAULT_SIGNATURE, "other", "missing", "serving_defaul"] {
+                let got = Models::signature(servable.as_ref(), name, entrypoint);
+                let wanted_key = if name.is_empty() {
+                    DEFAULT_SIGNATURE
+                } else {
+                    name
+                };
+                match got {
+                    Ok((key, signature)) => {
+                        assert_eq!(key, wanted_key);
+                        assert_eq!(
+                            matches!(key, Cow::Borrowed(_)),
+                            wanted_key == DEFAULT_SIGNATURE
+                        );
+                        assert_eq!(signature, &servable.signatures()[wanted_key]);
+                    }
+                    Err(e) => {
+                        assert!(!servable.signatures().contains_key(wanted_key));
+                        assert!(e.message.contains(wanted_key), "{}", e.message);
+                    }
+                }
+            }
+        }
     }
 
     /// The side-by-side pass gives what the key-by-key check gives, for every

@@ -292,3 +292,44 @@ fn decode_shortcut_agrees_with_percent_decoding() {
         assert_eq!(decode(&part, "POST", "/p"), general, "{part:?}");
     }
 }
+
+/// The exact-match-first comparison agrees with `str::eq_ignore_ascii_case` on
+/// generated pairs: equal, case-flipped, one byte changed, prefixes, non-ASCII.
+#[test]
+fn exact_first_comparison_agrees_with_case_folding() {
+    let alphabet = ['a', 'Z', 'p', 'P', '/', ':', '1', 'ſ', 's', 'S', '\n'];
+    let mut x: u32 = 0x9e37_79b9;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as usize
+    };
+    for _ in 0..20_000 {
+        let a: String = (0..next() % 9)
+            .map(|_| alphabet[next() % alphabet.len()])
+            .collect();
+        let b: String = match next() % 4 {
+            0 => a.clone(),
+            1 => a
+                .chars()
+                .map(|c| {
+                    if next() % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect(),
+            2 => a.chars().take(next() % (a.len() + 1)).collect(),
+            _ => (0..next() % 9)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect(),
+        };
+        assert_eq!(
+            eq_ignore_ascii_case(&a, &b),
+            a.eq_ignore_ascii_case(&b),
+            "{a:?} {b:?}"
+        );
+    }
+}

@@ -52,6 +52,23 @@ pub trait Servable: Send + Sync + 'static {
         output_filter: &[String],
     ) -> Result<BTreeMap<String, Tensor>, Status>;
 
+    /// Runs a signature as [`Servable::run`] does and says how long the run took. The
+    /// default times `run`; a wrapper that times its runs anyway overrides it, so a
+    /// caller that wants the duration too reads the clock once, not twice.
+    fn run_timed(
+        &self,
+        signature: &str,
+        inputs: BTreeMap<String, Tensor>,
+        output_filter: &[String],
+    ) -> (
+        Result<BTreeMap<String, Tensor>, Status>,
+        std::time::Duration,
+    ) {
+        let started = std::time::Instant::now();
+        let result = self.run(signature, inputs, output_filter);
+        (result, started.elapsed())
+    }
+
     /// The typical duration of one `run` so far, if known. Callers may run cheap
     /// servables inline instead of handing them to a blocking thread.
     fn typical_run_time(&self) -> Option<std::time::Duration> {

@@ -81,7 +81,7 @@ impl ModelManager {
                         labels: c.labels.clone(),
                         ..ModelView::default()
                     };
-                    (c.name.clone(), view)
+                    (Arc::from(c.name.as_str()), view)
                 })
                 .collect(),
             polled: false,
@@ -123,7 +123,12 @@ impl ModelManager {
 
     /// The configured model names, sorted (a bounded set: use it for metric labels).
     pub fn model_names(&self) -> Vec<String> {
-        self.live.load().models.keys().cloned().collect()
+        self.live
+            .load()
+            .models
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
     }
 
     /// Whether `name` is a configured model (loaded or not).

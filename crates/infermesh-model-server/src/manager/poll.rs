@@ -100,7 +100,10 @@ impl ModelManager {
         let mut selections: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for (config, scan) in poller.configs.iter().zip(scans) {
             let book = poller.books.entry(config.name.clone()).or_default();
-            let view = work.models.entry(config.name.clone()).or_default();
+            let view = work
+                .models
+                .entry(Arc::from(config.name.as_str()))
+                .or_default();
             view.labels = config.labels.clone();
             let scan = match scan {
                 Ok(scan) => scan,
@@ -163,7 +166,10 @@ impl ModelManager {
             .buffer_unordered(self.max_concurrent_loads.max(1));
         while let Some((job, result, took)) = results.next().await {
             let book = poller.books.entry(job.model.clone()).or_default();
-            let view = work.models.entry(job.model.clone()).or_default();
+            let view = work
+                .models
+                .entry(Arc::from(job.model.as_str()))
+                .or_default();
             match result {
                 Ok(servable) => {
                     view.versions
@@ -200,7 +206,7 @@ impl ModelManager {
 
         // Unload what the policy no longer selects; settle readiness.
         for (name, selected) in &selections {
-            let Some(view) = work.models.get_mut(name) else {
+            let Some(view) = work.models.get_mut(name.as_str()) else {
                 continue;
             };
             let serves = |v: &i64| view.versions.get(v).is_some_and(|s| s.servable.is_some());
@@ -257,11 +263,11 @@ impl ModelManager {
         let gone: Vec<String> = work
             .models
             .keys()
-            .filter(|name| !configured.contains(*name))
-            .cloned()
+            .filter(|name| !configured.contains(&***name))
+            .map(|name| name.to_string())
             .collect();
         for name in gone {
-            let Some(view) = work.models.remove(&name) else {
+            let Some(view) = work.models.remove(name.as_str()) else {
                 continue;
             };
             for (version, slot) in view.versions {

@@ -13,7 +13,8 @@ pub use infermesh_tfserving::model_info::{VersionState as State, VersionStatus};
 /// A request's target: the model, the concrete version chosen, and its servable.
 #[derive(Clone)]
 pub struct Resolved {
-    pub name: String,
+    /// The configured name, shared with the snapshot (no copy per request).
+    pub name: Arc<str>,
     pub version: i64,
     pub servable: Arc<dyn Servable>,
 }
@@ -30,7 +31,8 @@ impl fmt::Debug for Resolved {
 /// Everything requests can see, swapped whole by the poller.
 #[derive(Clone, Default)]
 pub(crate) struct Snapshot {
-    pub(crate) models: BTreeMap<String, ModelView>,
+    /// Keyed by configured name; the keys are shared with every [`Resolved`].
+    pub(crate) models: BTreeMap<Arc<str>, ModelView>,
     /// Set once the first poll has finished.
     pub(crate) polled: bool,
 }
@@ -102,7 +104,8 @@ impl Snapshot {
         version: Option<i64>,
         label: Option<&str>,
     ) -> Result<Resolved, Status> {
-        let model = self.models.get(name);
+        let entry = self.models.get_key_value(name);
+        let model = entry.map(|(_, m)| m);
         let wanted = match (version, label) {
             (Some(v), _) => Some(v),
             (None, Some(label)) => Some(
@@ -118,13 +121,13 @@ impl Snapshot {
                 .and_then(|m| m.versions.get(&v))
                 .and_then(|slot| slot.servable.as_ref().map(|s| (v, s))),
         };
-        match found {
-            Some((version, servable)) => Ok(Resolved {
-                name: name.to_owned(),
+        match (found, entry) {
+            (Some((version, servable)), Some((key, _))) => Ok(Resolved {
+                name: Arc::clone(key),
                 version,
                 servable: Arc::clone(servable),
             }),
-            None => Err(Status::not_found(match wanted {
+            _ => Err(Status::not_found(match wanted {
                 None => format!("Servable not found for request: Latest({name})"),
                 Some(v) => format!("Servable not found for request: Specific({name}, {v})"),
             })),

@@ -24,4 +24,4 @@ pub use model_info::{model_metadata_json, model_status_json};
 pub use predict_request::{
     PredictJsonRequest, RequestFormat, find_signature, parse_predict_request,
 };
-pub use predict_response::encode_predict_response;
+pub use predict_response::{encode_predict_response, encode_predict_response_bytes};

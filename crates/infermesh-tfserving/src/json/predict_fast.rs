@@ -102,7 +102,10 @@ impl FastBody<'_> {
             col.push_number(n)?;
         }
         let tensor: Result<Tensor, Status> = finish(col, self.shape);
-        Some((self.format, BTreeMap::from([(name.clone(), tensor.ok()?)])))
+        // One entry: an insert into an empty map, not `from`'s sort and bulk build.
+        let mut inputs = BTreeMap::new();
+        inputs.insert(name.clone(), tensor.ok()?);
+        Some((self.format, inputs))
     }
 }
 

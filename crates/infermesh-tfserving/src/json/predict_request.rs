@@ -2,7 +2,7 @@
 //! input tensors, with TF Serving's checks and error messages (`util/json_tensor.cc`).
 //! The element type of each input comes from the signature's `TensorInfo`.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
@@ -26,8 +26,9 @@ pub enum RequestFormat {
 /// A decoded REST predict request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PredictJsonRequest {
-    /// The signature key, `serving_default` when the request named none.
-    pub signature_name: String,
+    /// The signature key, `serving_default` when the request named none (then
+    /// borrowed: no copy of the usual name per request).
+    pub signature_name: Cow<'static, str>,
     pub format: RequestFormat,
     /// Input tensors keyed by the signature's input keys.
     pub inputs: BTreeMap<String, Tensor>,
@@ -83,11 +84,11 @@ where
 }
 
 /// The signature key a request names: `serving_default` when it names none.
-fn default_name(raw_name: &str) -> String {
+fn default_name(raw_name: &str) -> Cow<'static, str> {
     if raw_name.is_empty() {
-        DEFAULT_SIGNATURE.to_string()
+        Cow::Borrowed(DEFAULT_SIGNATURE)
     } else {
-        raw_name.to_string()
+        Cow::Owned(raw_name.to_string())
     }
 }
 
@@ -95,7 +96,7 @@ fn default_name(raw_name: &str) -> String {
 fn decode(
     doc: &Value,
     raw_name: &str,
-    signature_name: String,
+    signature_name: Cow<'static, str>,
     infos: &BTreeMap<String, TensorInfo>,
 ) -> Result<PredictJsonRequest, Status> {
     if infos.is_empty() {

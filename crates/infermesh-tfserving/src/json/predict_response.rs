@@ -17,6 +17,22 @@ pub fn encode_predict_response(
     outputs: &BTreeMap<String, Tensor>,
     format: RequestFormat,
 ) -> Result<String, Status> {
+    encode(outputs, format).map(PrettyWriter::finish)
+}
+
+/// [`encode_predict_response`]'s text as bytes (for an HTTP body): without the UTF-8
+/// check when no string output held bytes beyond ASCII.
+pub fn encode_predict_response_bytes(
+    outputs: &BTreeMap<String, Tensor>,
+    format: RequestFormat,
+) -> Result<Vec<u8>, Status> {
+    encode(outputs, format).map(PrettyWriter::finish_bytes)
+}
+
+fn encode(
+    outputs: &BTreeMap<String, Tensor>,
+    format: RequestFormat,
+) -> Result<PrettyWriter, Status> {
     if outputs.is_empty() {
         return Err(Status::invalid_argument(
             "Cannot convert empty tensor map to JSON",
@@ -28,7 +44,7 @@ pub fn encode_predict_response(
     }
 }
 
-fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
+fn row(outputs: &BTreeMap<String, Tensor>) -> Result<PrettyWriter, Status> {
     let mut batch = 0usize;
     for (name, t) in outputs {
         let Some(&size) = t.shape.first() else {
@@ -49,8 +65,16 @@ fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
         batch = size;
     }
     let objects = outputs.len() > 1;
-    // Per output (in map order), the next element to write.
-    let mut offsets = vec![0usize; outputs.len()];
+    // Per output (in map order), the next element to write: on the stack for the
+    // usual few outputs, allocated beyond.
+    let mut few = [0usize; 4];
+    let mut many = Vec::new();
+    let offsets: &mut [usize] = if outputs.len() <= few.len() {
+        &mut few[..outputs.len()]
+    } else {
+        many.resize(outputs.len(), 0);
+        &mut many
+    };
     let mut w = PrettyWriter::with_capacity(text_estimate(outputs));
     w.start_object();
     w.key(b"predictions");
@@ -73,10 +97,10 @@ fn row(outputs: &BTreeMap<String, Tensor>) -> Result<String, Status> {
     }
     w.end_array();
     w.end_object();
-    Ok(w.finish())
+    Ok(w)
 }
 
-fn columnar(outputs: &BTreeMap<String, Tensor>) -> String {
+fn columnar(outputs: &BTreeMap<String, Tensor>) -> PrettyWriter {
     let objects = outputs.len() > 1;
     let mut w = PrettyWriter::with_capacity(text_estimate(outputs));
     w.start_object();
@@ -95,7 +119,7 @@ fn columnar(outputs: &BTreeMap<String, Tensor>) -> String {
         w.end_object();
     }
     w.end_object();
-    w.finish()
+    w
 }
 
 /// Room for the usual body: keys and layout, and a dozen bytes per element (more is
@@ -279,6 +303,70 @@ mod tests {
             json(
                 r#"{"outputs": {"a": [1, 2], "b_bytes": [[{"b64": "aGk="}], [{"b64": "/w=="}]]}}"#
             )
+        );
+    }
+
+    /// One to seven outputs of batch 3 (offsets on the stack up to four, allocated
+    /// beyond): every batch item holds each output's item, as the columnar layout of
+    /// the same outputs does.
+    #[test]
+    fn row_offsets_for_few_and_many_outputs() {
+        for n in 1..=7i64 {
+            let outputs: BTreeMap<String, Tensor> = (0..n)
+                .map(|k| {
+                    let values = (0..6).map(|i| k * 100 + i).collect();
+                    (format!("out{k}"), t(&[3, 2], TensorData::I64(values)))
+                })
+                .collect();
+            let row = json(&encode_predict_response(&outputs, RequestFormat::Row).unwrap());
+            let col = json(&encode_predict_response(&outputs, RequestFormat::Columnar).unwrap());
+            for item in 0..3 {
+                for k in 0..n {
+                    let name = format!("out{k}");
+                    let want = if n == 1 {
+                        &col["outputs"][item]
+                    } else {
+                        &col["outputs"][&name][item]
+                    };
+                    let got = if n == 1 {
+                        &row["predictions"][item]
+                    } else {
+                        &row["predictions"][item][&name]
+                    };
+                    assert_eq!(got, want, "{n} outputs, item {item}, {name}");
+                    assert_eq!(got[1], serde_json::json!(k * 100 + item as i64 * 2 + 1));
+                }
+            }
+        }
+    }
+
+    /// The bytes encoding is the text encoding's bytes, for outputs with numbers and
+    /// strings (ASCII, other UTF-8, invalid UTF-8), `_bytes` keys, both layouts.
+    #[test]
+    fn bytes_encoding_matches_text() {
+        let strings: [&[u8]; 4] = [b"ok", "caf\u{e9}".as_bytes(), b"\xff", b"q\"\n"];
+        for case in 0..64usize {
+            let s1 = strings[case % 4].to_vec();
+            let s2 = strings[(case / 4) % 4].to_vec();
+            let key = if case % 2 == 0 { "s" } else { "s_bytes" };
+            let mut outputs =
+                BTreeMap::from([(key.to_string(), t(&[2], TensorData::Str(vec![s1, s2])))]);
+            if case / 16 % 2 == 1 {
+                outputs.insert("f".into(), t(&[2], TensorData::F32(vec![0.5, 1e-7])));
+            }
+            for format in [RequestFormat::Row, RequestFormat::Columnar] {
+                assert_eq!(
+                    encode_predict_response_bytes(&outputs, format).unwrap(),
+                    encode_predict_response(&outputs, format)
+                        .unwrap()
+                        .into_bytes(),
+                    "case {case} {format:?}"
+                );
+            }
+        }
+        assert_eq!(
+            encode_predict_response_bytes(&BTreeMap::new(), RequestFormat::Row),
+            encode_predict_response(&BTreeMap::new(), RequestFormat::Row).map(String::into_bytes)
         );
     }
 

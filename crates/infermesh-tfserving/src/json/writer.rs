@@ -17,6 +17,9 @@ pub struct PrettyWriter {
     out: Vec<u8>,
     stack: Vec<Level>,
     single_line: bool,
+    /// A string with a byte outside ASCII was written: the text may not be UTF-8.
+    /// Everything else the writer writes is ASCII or a `&str`.
+    unchecked: bool,
 }
 
 impl PrettyWriter {
@@ -30,6 +33,7 @@ impl PrettyWriter {
             out: Vec::with_capacity(bytes),
             stack: Vec::with_capacity(8),
             single_line: false,
+            unchecked: false,
         }
     }
 
@@ -119,6 +123,7 @@ impl PrettyWriter {
     /// A string value, escaped as RapidJSON does; other bytes are copied unchanged.
     pub fn string(&mut self, s: &[u8]) {
         self.prefix();
+        self.unchecked |= !s.is_ascii();
         self.out.push(b'"');
         // The run before the first byte that needs escaping goes over as it is.
         let plain = s
@@ -172,6 +177,17 @@ impl PrettyWriter {
         match String::from_utf8(self.out) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// The bytes of [`PrettyWriter::finish`]'s text, for a body that is sent as bytes
+    /// anyway: when every string written was ASCII the text is already valid UTF-8
+    /// and goes out without the check.
+    pub fn finish_bytes(self) -> Vec<u8> {
+        if self.unchecked {
+            self.finish().into_bytes()
+        } else {
+            self.out
         }
     }
 
@@ -275,6 +291,52 @@ mod tests {
             let mut w = PrettyWriter::new();
             w.string(&s);
             assert_eq!(w.out, want, "case {case}: {s:?}");
+        }
+    }
+
+    /// `finish_bytes` gives `finish`'s bytes for generated documents whose strings
+    /// are ASCII, UTF-8 beyond ASCII, or not UTF-8 at all, among numbers and nesting.
+    #[test]
+    fn finish_bytes_matches_finish() {
+        let pieces: [&[u8]; 6] = [
+            b"plain",
+            b"a\"b",
+            "\u{e9}t\u{e9}".as_bytes(),
+            b"\xff\xfe",
+            b"\xc3",
+            b"",
+        ];
+        fn build(seed: u32, pieces: &[&[u8]]) -> PrettyWriter {
+            let mut x = seed;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as usize
+            };
+            let mut w = PrettyWriter::new();
+            w.start_object();
+            for _ in 0..next() % 4 {
+                w.key(pieces[next() % pieces.len()]);
+                w.start_array();
+                for _ in 0..next() % 4 {
+                    match next() % 3 {
+                        0 => w.string(pieces[next() % pieces.len()]),
+                        1 => w.f32(next() as f32 / 7.0),
+                        _ => w.raw("\u{2603}"),
+                    }
+                }
+                w.end_array();
+            }
+            w.end_object();
+            w
+        }
+        for seed in 1..5_000u32 {
+            assert_eq!(
+                build(seed, &pieces).finish_bytes(),
+                build(seed, &pieces).finish().into_bytes(),
+                "seed {seed}"
+            );
         }
     }
 
