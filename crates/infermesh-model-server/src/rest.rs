@@ -391,6 +391,92 @@ fn not_found() -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::manager::ModelManager;
+    use crate::service::Models;
+
+    /// A REST server with no models on a loopback port, and the switch that stops it.
+    async fn server() -> (
+        std::net::SocketAddr,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = crate::metrics::Metrics::register(&mut registry);
+        let loader: crate::manager::Loader = Arc::new(|_| Err("no models here".into()));
+        let models = Models::new(ModelManager::new(Vec::new(), loader), metrics, 2);
+        let state = super::Rest::new(models, Arc::new(registry), Duration::from_secs(5), 1 << 20);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(super::serve(
+            listener,
+            state,
+            stop_rx,
+            Duration::from_secs(5),
+        ));
+        (addr, stop, server)
+    }
+
+    /// Stopping the server: an idle keep-alive connection is closed, a request whose
+    /// body is still arriving is answered in full and its connection then closed, and
+    /// `serve` returns once both connections are gone.
+    #[tokio::test]
+    async fn stopping_closes_idle_connections_and_finishes_requests_in_flight() {
+        let (addr, stop, server) = server().await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /v1/models/m HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 404"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+
+        let mut busy = TcpStream::connect(addr).await.unwrap();
+        let body = br#"{"instances": [1.0]}"#;
+        let head = format!(
+            "POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        busy.write_all(head.as_bytes()).await.unwrap();
+        busy.write_all(&body[..5]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        stop.send(true).unwrap();
+        // The idle connection is closed by the server (EOF), not left open.
+        let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "idle connection not closed: {closed:?}"
+        );
+        // The request in flight gets its whole answer, then the connection closes.
+        busy.write_all(&body[5..]).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), busy.read_to_end(&mut answer))
+            .await
+            .expect("the in-flight request is answered and its connection closed")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(
+            answer.contains("Servable not found for request"),
+            "{answer}"
+        );
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returns once its connections are gone")
+            .unwrap()
+            .unwrap();
+    }
     use std::convert::Infallible;
     use std::pin::Pin;
     use std::task::{Context, Poll};
