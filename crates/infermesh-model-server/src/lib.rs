@@ -4,6 +4,7 @@
 //! this crate does not depend on it.
 #![forbid(unsafe_code)]
 
+pub mod drain;
 pub mod grpc;
 pub mod manager;
 pub mod metrics;

@@ -55,11 +55,11 @@ pub async fn serve(
     listener: TcpListener,
     state: Rest,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    drain: Duration,
+    drain_timeout: Duration,
 ) -> Result<(), std::io::Error> {
     // One allocation shared by every request: a request clones a pointer, not the state.
     let state = Arc::new(state);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let drain = crate::drain::Drain::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         tokio::select! {
@@ -80,7 +80,7 @@ pub async fn serve(
                     async move { Ok::<_, Infallible>(handle(state, req).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+                let conn = drain.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!("REST connection ended: {e}");
@@ -91,11 +91,11 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    if tokio::time::timeout(drain_timeout, drain.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("REST: in-flight requests still running after {drain:?}; closing");
+        tracing::warn!("REST: in-flight requests still running after {drain_timeout:?}; closing");
     }
     Ok(())
 }
