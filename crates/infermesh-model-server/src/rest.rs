@@ -3,10 +3,13 @@
 //! limits and the request timeout, then one handler per API over `service`.
 
 use std::convert::Infallible;
+use std::future::{Future, Ready};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::Either;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -75,10 +78,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(state, req).await) }
-                });
+                let service = hyper::service::service_fn(move |req| handle(&state, req));
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = drain.watch(conn.into_owned());
                 tokio::spawn(async move {
@@ -100,64 +100,135 @@ pub async fn serve(
     Ok(())
 }
 
-/// One REST request, bounded by the timeout.
-async fn handle(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let timeout = state.timeout;
-    match tokio::time::timeout(timeout, route(state, req)).await {
-        Ok(response) => response,
-        Err(_) => error(&Status::deadline_exceeded(format!(
-            "Request timed out after {} ms",
-            timeout.as_millis()
-        ))),
+/// One REST request. What its head answers (metrics, unknown paths, bad API paths)
+/// is answered at once; an API call reads the body and runs, bounded by the timeout.
+///
+/// A plain function returning one of two futures, not an `async fn`: the future
+/// hyper stores and moves per request then holds only what the call needs (the body,
+/// not the whole request), which keeps it small — every move of it is a copy.
+fn handle(
+    state: &Arc<Rest>,
+    req: Request<Incoming>,
+) -> Either<Ready<Handled>, impl Future<Output = Handled> + use<>> {
+    match Call::start(state, req) {
+        Start::Answered(response) => Either::Left(std::future::ready(Ok(response))),
+        Start::Call(call) => {
+            let timeout = state.timeout;
+            // A combinator, not an `async` block awaiting it: that would hold the
+            // timed future twice (captured, and as the awaited value).
+            Either::Right(
+                tokio::time::timeout(timeout, call.answer()).map(move |answered| {
+                    Ok(answered.unwrap_or_else(|_| {
+                        error(&Status::deadline_exceeded(format!(
+                            "Request timed out after {} ms",
+                            timeout.as_millis()
+                        )))
+                    }))
+                }),
+            )
+        }
     }
 }
 
-async fn route(state: Arc<Rest>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    if req.method() == Method::GET && path == METRICS_PATH {
-        return metrics(&state);
-    }
-    let route = match rest_path::parse(req.method().as_str(), path) {
-        Ok(Some(route)) => route,
-        Ok(None) => return not_found(),
-        Err(status) => return error(&status),
-    };
-    let started = Instant::now();
-    let route_api = route.api;
-    let spec = model_spec(route);
-    let api = api_of(route_api);
-    let (result, http_status) = match read_body(req, state.max_body_bytes).await {
-        Ok(body) => (dispatch(&state, route_api, &spec, api, &body).await, None),
-        Err(BodyError::TooLarge(status)) => (Err(status), Some(StatusCode::PAYLOAD_TOO_LARGE)),
-        Err(BodyError::Read(status)) => (Err(status), None),
-    };
-    let record = |version, outcome, served| {
-        state.models.record_in(
-            Some(&spec),
-            version,
-            api,
-            Entrypoint::Rest,
-            outcome,
-            started,
-            served,
-        )
-    };
-    match result {
-        Ok(Answer {
-            body,
-            version,
-            metrics,
-        }) => {
-            record(Some(version), Ok(()), metrics.as_deref());
-            json_response(StatusCode::OK, body)
+/// What hyper gets for a request.
+type Handled = Result<Response<Full<Bytes>>, Infallible>;
+
+/// A request, from its head: answered already, or a call to make.
+enum Start {
+    Answered(Response<Full<Bytes>>),
+    Call(Call),
+}
+
+/// An API call, from its request head: what the path asks for and the body to read.
+struct Call {
+    state: Arc<Rest>,
+    body: Incoming,
+    /// The declared `Content-Length` is above the limit: answered 413 unread.
+    declared_too_large: bool,
+    route_api: RestApi,
+    spec: ModelSpec,
+    api: Api,
+    started: Instant,
+}
+
+impl Call {
+    /// The call a request makes, or the answer its head already gives.
+    fn start(state: &Arc<Rest>, req: Request<Incoming>) -> Start {
+        let path = req.uri().path();
+        if req.method() == Method::GET && path == METRICS_PATH {
+            return Start::Answered(metrics(state));
         }
-        Err(status) => {
-            record(None, Err(&status), None);
-            let code = http_status.unwrap_or_else(|| {
-                StatusCode::from_u16(status.http_status())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            });
-            json_response(code, status.to_json_body().into_bytes())
+        let route = match rest_path::parse(req.method().as_str(), path) {
+            Ok(Some(route)) => route,
+            Ok(None) => return Start::Answered(not_found()),
+            Err(status) => return Start::Answered(error(&status)),
+        };
+        let started = Instant::now();
+        let declared_too_large = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len > state.max_body_bytes as u64);
+        let route_api = route.api;
+        Start::Call(Call {
+            state: state.clone(),
+            body: req.into_body(),
+            declared_too_large,
+            route_api,
+            spec: model_spec(route),
+            api: api_of(route_api),
+            started,
+        })
+    }
+
+    /// Reads the body, runs the API, records the request and answers.
+    async fn answer(self) -> Response<Full<Bytes>> {
+        // Fields are used in place, not moved into locals: each would be stored
+        // again in this future.
+        let limit = self.state.max_body_bytes;
+        let read = if self.declared_too_large {
+            Err(BodyError::TooLarge(too_large(limit)))
+        } else {
+            read_body(self.body, limit).await
+        };
+        let (result, http_status) = match read {
+            Ok(body) => (
+                dispatch(&self.state, self.route_api, &self.spec, self.api, &body).await,
+                None,
+            ),
+            Err(BodyError::TooLarge(status)) => (Err(status), Some(StatusCode::PAYLOAD_TOO_LARGE)),
+            Err(BodyError::Read(status)) => (Err(status), None),
+        };
+        let (state, spec, api, started) = (&self.state, &self.spec, self.api, self.started);
+        let record = |version, outcome, served| {
+            state.models.record_in(
+                Some(spec),
+                version,
+                api,
+                Entrypoint::Rest,
+                outcome,
+                started,
+                served,
+            )
+        };
+        match result {
+            Ok(Answer {
+                body,
+                version,
+                metrics,
+            }) => {
+                record(Some(version), Ok(()), metrics.as_deref());
+                json_response(StatusCode::OK, body)
+            }
+            Err(status) => {
+                record(None, Err(&status), None);
+                let code = http_status.unwrap_or_else(|| {
+                    StatusCode::from_u16(status.http_status())
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                });
+                json_response(code, status.to_json_body().into_bytes())
+            }
         }
     }
 }
@@ -297,17 +368,8 @@ enum BodyError {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, BodyError> {
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return Err(BodyError::TooLarge(too_large(limit)));
-    }
-    match collect(Limited::new(req.into_body(), limit)).await {
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match collect(Limited::new(body, limit)).await {
         Ok(bytes) => Ok(bytes),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(BodyError::TooLarge(too_large(limit)))
@@ -406,13 +468,25 @@ mod tests {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<Result<(), std::io::Error>>,
     ) {
+        server_with(Duration::from_secs(5), 1 << 20).await
+    }
+
+    /// [`server`] with this request timeout and body limit.
+    async fn server_with(
+        timeout: Duration,
+        max_body_bytes: usize,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = crate::metrics::Metrics::register(&mut registry);
         let loader: crate::manager::Loader = Arc::new(|_| Err("no models here".into()));
         let models = Models::new(ModelManager::new(Vec::new(), loader), metrics, 2);
-        let state = super::Rest::new(models, Arc::new(registry), Duration::from_secs(5), 1 << 20);
+        let state = super::Rest::new(models, Arc::new(registry), timeout, max_body_bytes);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(super::serve(
             listener,
@@ -421,6 +495,105 @@ mod tests {
             Duration::from_secs(5),
         ));
         (addr, stop, server)
+    }
+
+    /// Sends `request` on a new connection, then half-closes it unless `hold` (a body
+    /// still owed); the whole answer (the server closes: `connection: close`).
+    async fn exchange(addr: std::net::SocketAddr, request: &str, hold: bool) -> String {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(request.as_bytes()).await.unwrap();
+        if !hold {
+            conn.shutdown().await.unwrap();
+        }
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed within 10 s")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// What the request head settles is answered without a call; a call's body is
+    /// bounded by the limit (declared or streamed) and its time by the timeout.
+    #[tokio::test]
+    async fn heads_calls_body_limit_and_timeout() {
+        let (addr, stop, server) = server_with(Duration::from_millis(300), 64).await;
+        let head = |method: &str, path: &str, extra: &str| {
+            format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{extra}\r\n")
+        };
+
+        let metrics = exchange(addr, &head("GET", super::METRICS_PATH, ""), false).await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
+
+        let other = exchange(addr, &head("GET", "/v2/other", ""), false).await;
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+        assert!(other.ends_with("\r\n\r\n"), "no body: {other}");
+
+        let bad = exchange(
+            addr,
+            &head("POST", "/v1/models/m:explain", "content-length: 0\r\n"),
+            false,
+        )
+        .await;
+        assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+        assert!(
+            bad.contains(r#"{"error":"Malformed request: POST /v1/models/m:explain"}"#),
+            "{bad}"
+        );
+
+        // Declared above the limit: answered before any body byte is sent.
+        let declared = exchange(
+            addr,
+            &head("POST", "/v1/models/m:predict", "content-length: 65\r\n"),
+            true,
+        )
+        .await;
+        assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+        assert!(
+            declared.contains("Request body too large: the limit is 64 bytes"),
+            "{declared}"
+        );
+
+        // Streamed above the limit (chunked, no length declared).
+        let chunk = "x".repeat(40);
+        let streamed = format!(
+            "{}28\r\n{chunk}\r\n28\r\n{chunk}\r\n0\r\n\r\n",
+            head(
+                "POST",
+                "/v1/models/m:predict",
+                "transfer-encoding: chunked\r\n"
+            )
+        );
+        let streamed = exchange(addr, &streamed, false).await;
+        assert!(streamed.starts_with("HTTP/1.1 413"), "{streamed}");
+        assert!(streamed.contains("Request body too large"), "{streamed}");
+
+        // A body that stops arriving: the call times out.
+        let slow = format!(
+            "{}{{\"inst",
+            head("POST", "/v1/models/m:predict", "content-length: 20\r\n")
+        );
+        let slow = exchange(addr, &slow, true).await;
+        assert!(slow.starts_with("HTTP/1.1 504"), "{slow}");
+        assert!(slow.contains("Request timed out after 300 ms"), "{slow}");
+
+        // Within the limit and complete: the call runs (no such model here).
+        let body = r#"{"instances": [1.0]}"#;
+        let ok = format!(
+            "{}{body}",
+            head(
+                "POST",
+                "/v1/models/m:predict",
+                &format!("content-length: {}\r\n", body.len())
+            )
+        );
+        let ok = exchange(addr, &ok, false).await;
+        assert!(ok.starts_with("HTTP/1.1 404"), "{ok}");
+        assert!(ok.contains("Servable not found for request"), "{ok}");
+
+        stop.send(true).unwrap();
+        server.await.unwrap().unwrap();
     }
 
     /// Stopping the server: an idle keep-alive connection is closed, a request whose
