@@ -114,10 +114,12 @@ fn handle(
         Start::Answered(response) => Either::Left(std::future::ready(Ok(response))),
         Start::Call(call) => {
             let timeout = state.timeout;
+            // The deadline counts from the call's start (one clock read for both).
+            let deadline = tokio::time::Instant::from_std(call.started) + timeout;
             // A combinator, not an `async` block awaiting it: that would hold the
             // timed future twice (captured, and as the awaited value).
             Either::Right(
-                tokio::time::timeout(timeout, call.answer()).map(move |answered| {
+                tokio::time::timeout_at(deadline, call.answer()).map(move |answered| {
                     Ok(answered.unwrap_or_else(|_| {
                         error(&Status::deadline_exceeded(format!(
                             "Request timed out after {} ms",
