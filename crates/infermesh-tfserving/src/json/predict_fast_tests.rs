@@ -266,3 +266,27 @@ fn scans_the_common_bodies() {
         assert!(scan(body.as_bytes()).is_none(), "{body}");
     }
 }
+
+/// Lists nested up to and past the fast path's depth limit: the fast path scans
+/// those within it (its per-level lengths kept inline), and both paths agree on all.
+#[test]
+fn deep_lists_agree_with_the_general_path() {
+    let sig = signature(&[("x", 1)]);
+    for depth in 1..=40 {
+        for (key, open) in [("instances", depth), ("inputs", depth)] {
+            let inner = format!("{}7{}", "[".repeat(open), "]".repeat(open));
+            let twice = format!("{}[7, 8]{}", "[".repeat(open - 1), "]".repeat(open - 1));
+            for value in [inner, twice] {
+                let text = format!("{{\"{key}\": {value}}}");
+                let fast = parse_predict_request(text.as_bytes(), |name| lookup(&sig, name));
+                let general = parse_general(text.as_bytes(), |name| lookup(&sig, name));
+                assert_eq!(format!("{fast:?}"), format!("{general:?}"), "body {text:?}");
+                assert_eq!(
+                    scan(text.as_bytes()).is_some(),
+                    depth <= super::MAX_DEPTH,
+                    "depth {depth}: {text}"
+                );
+            }
+        }
+    }
+}
