@@ -193,6 +193,23 @@ impl<'o> JsonLine<'o> {
         }
     }
 
+    /// Bytes written before by this writer for the same fields (a run of whole
+    /// fields after the first, so starting with its `,`), copied as they are.
+    pub(crate) fn fragment(&mut self, bytes: &[u8]) {
+        debug_assert!(!self.first && bytes.first() == Some(&b','));
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// The end of what has been written so far (to take a run's bytes after it).
+    pub(crate) fn mark(&self) -> usize {
+        self.out.len()
+    }
+
+    /// What was written between two marks.
+    pub(crate) fn between(&self, marks: std::ops::Range<usize>) -> &[u8] {
+        &self.out[marks]
+    }
+
     pub(crate) fn finish(self) {
         self.out.extend_from_slice(b"}\n");
     }
