@@ -8,16 +8,21 @@
 //! bytes of the last few such runs with the values they were written from (owned
 //! copies, compared by content: nothing is assumed from where a string lives), and
 //! a line whose values are the same copies them (two copies instead of fifteen
-//! fields, with their escape scans and number formatting). The other fields — time,
-//! ids, request principal, source address, byte counts, durations — are written
-//! for every line. A test compares lines through the memo with lines composed
+//! fields, with their escape scans and number formatting). [`Addresses`] does the
+//! same for the source address, per connection. The other fields — time, ids,
+//! request principal, byte counts, durations — are written for every line. A test compares lines through the memo with lines composed
 //! field by field, over generated records.
 
+use std::net::SocketAddr;
+
+use crate::json_line::quoted_socket_addr;
 use crate::record::{Decision, Protocol, Record, Reporter};
 
 /// Runs kept per thread (replaced in turn once all are used): enough for a few
 /// routes per hop, and for `infermesh up`'s gateway and sidecars on one thread.
 const ENTRIES: usize = 8;
+/// Source addresses kept per thread (a few connections' worth).
+const ADDRESSES: usize = 8;
 
 /// The positions (in `ACCESS_LOG_FIELDS`) of the two runs.
 pub(crate) const HEAD: std::ops::RangeInclusive<usize> = 3..=7;
@@ -163,11 +168,47 @@ fn set_opt(s: &mut Option<String>, v: Option<&str>) {
     }
 }
 
+/// The source addresses of a thread's last few lines, quoted as written: a
+/// connection's requests share one, so it is formatted once per connection (and
+/// again only after more than [`ADDRESSES`] others came in between).
+#[derive(Debug, Default)]
+pub(crate) struct Addresses {
+    entries: Vec<(SocketAddr, Vec<u8>)>,
+    /// The entry replaced next once all are used.
+    next: usize,
+}
+
+impl Addresses {
+    /// `addr`, quoted as `SocketAddr`'s `Display` writes it.
+    pub(crate) fn quoted(&mut self, addr: SocketAddr) -> &[u8] {
+        let at = match self.entries.iter().position(|(a, _)| *a == addr) {
+            Some(at) => at,
+            None => {
+                let at = if self.entries.len() < ADDRESSES {
+                    self.entries.push((addr, Vec::new()));
+                    self.entries.len() - 1
+                } else {
+                    let at = self.next;
+                    self.next = (at + 1) % ADDRESSES;
+                    at
+                };
+                let (a, text) = &mut self.entries[at];
+                *a = addr;
+                text.clear();
+                quoted_socket_addr(text, addr);
+                at
+            }
+        };
+        &self.entries[at].1
+    }
+}
+
 /// What one thread remembers between its access-log lines.
 #[derive(Debug, Default)]
 pub(crate) struct LineMemo {
     pub(crate) stamps: crate::json_line::Stamps,
     pub(crate) fragments: Fragments,
+    pub(crate) addresses: Addresses,
 }
 
 #[cfg(test)]
@@ -289,5 +330,27 @@ mod tests {
             assert!(memo.fragments.entries.len() <= ENTRIES);
         }
         assert!(hits > 5_000, "the memo was hit {hits} times");
+    }
+
+    /// Addresses through the memo, with more addresses than it keeps coming and
+    /// going, are quoted as `Display` writes them.
+    #[test]
+    fn remembered_addresses_are_quoted_like_display() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut addresses = Addresses::default();
+        for _ in 0..5_000 {
+            let addr: SocketAddr = match rng.u8(..3) {
+                0 => format!("127.0.0.1:{}", rng.u16(1..20)).parse().unwrap(),
+                1 => format!("10.{}.0.255:{}", rng.u8(..3), rng.u16(..))
+                    .parse()
+                    .unwrap(),
+                _ => format!("[fe80::{:x}]:{}", rng.u16(..4), rng.u16(..))
+                    .parse()
+                    .unwrap(),
+            };
+            let quoted = String::from_utf8(addresses.quoted(addr).to_vec()).unwrap();
+            assert_eq!(quoted, format!("\"{addr}\""));
+            assert!(addresses.entries.len() <= ADDRESSES);
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::context::TraceContext;
 use crate::export::{self, SpanData};
-use crate::fragments::{Fragments, HEAD, LineMemo, TAIL};
+use crate::fragments::{Addresses, Fragments, HEAD, LineMemo, TAIL};
 use crate::json_line::JsonLine;
 use crate::requests::{LabelRefs, Observation, Request};
 
@@ -229,7 +229,7 @@ impl Record<'_> {
     pub(crate) fn log_into(&self, fields: &[usize], out: &mut Vec<u8>, memo: &mut LineMemo) {
         let mut j = JsonLine::new(out, &mut memo.stamps);
         if fields == ALL_IN_ORDER {
-            self.default_fields(&mut j, &mut memo.fragments);
+            self.default_fields(&mut j, &mut memo.fragments, &mut memo.addresses);
         } else {
             for &index in fields {
                 self.field(&mut j, index);
@@ -240,29 +240,42 @@ impl Record<'_> {
 
     /// The default: every field in order, written straight through (no loop and no
     /// dispatch per field), with the runs that repeat from line to line copied
-    /// from `fragments` when this thread wrote them before (tests compare both with
-    /// the per-field loop).
+    /// from `fragments`, and the source address from `addresses`, when this thread
+    /// wrote them before (tests compare both with the per-field loop).
     #[inline(always)]
-    fn default_fields(&self, j: &mut JsonLine<'_>, fragments: &mut Fragments) {
+    fn default_fields(
+        &self,
+        j: &mut JsonLine<'_>,
+        fragments: &mut Fragments,
+        addresses: &mut Addresses,
+    ) {
         macro_rules! each {
             ($($i:literal)*) => { $(self.field(j, $i);)* };
         }
         const _: () = assert!(*HEAD.start() == 3 && *HEAD.end() == 7);
         const _: () = assert!(*TAIL.start() == 10 && *TAIL.end() == 18);
         each!(0 1 2);
+        // Fields 8 and 9: the source address as the per-field loop writes it.
+        let mut middle = |j: &mut JsonLine<'_>| {
+            self.field(j, 8);
+            match self.source_address {
+                Some(a) => j.verbatim(b"\"source_address\":", addresses.quoted(a)),
+                None => self.field(j, 9),
+            }
+        };
         if let Some(runs) = fragments.find(self) {
             j.fragment(&runs.head);
-            each!(8 9);
+            middle(j);
             j.fragment(&runs.tail);
         } else {
             let head = j.mark();
             each!(3 4 5 6 7);
-            let middle = j.mark();
-            each!(8 9);
+            let middle_at = j.mark();
+            middle(j);
             let tail = j.mark();
             each!(10 11 12 13 14 15 16 17 18);
             let end = j.mark();
-            fragments.remember(self, j.between(head..middle), j.between(tail..end));
+            fragments.remember(self, j.between(head..middle_at), j.between(tail..end));
         }
         each!(19 20 21 22);
     }
