@@ -449,15 +449,21 @@ impl RequestMetrics {
     /// Counts one request: one lock of the calling thread's own counts.
     pub(crate) fn record(&self, r: &Request<'_>) {
         let mut counts = self.counts.mine();
-        let mut labels = r.labels;
-        if let Some((model, signature)) = r.signature {
-            labels.model_signature = if self.signature_counted(&mut counts, model, signature) {
-                signature
-            } else {
-                "other"
-            };
-        }
-        let at = counts.series_of(self, &labels);
+        // The labels as given, unless the signature label is to be set (copied only
+        // then: a label set is ~250 bytes).
+        let resolved;
+        let labels = match r.signature {
+            Some((model, signature)) => {
+                let counted = self.signature_counted(&mut counts, model, signature);
+                resolved = LabelRefs {
+                    model_signature: if counted { signature } else { "other" },
+                    ..r.labels
+                };
+                &resolved
+            }
+            None => &r.labels,
+        };
+        let at = counts.series_of(self, labels);
         counts.series[at].cells.observe(&r.observation);
         if let Some((reporter, allowed, policy)) = r.decision {
             let index = usize::from(reporter == "destination") * 2 + usize::from(allowed);
