@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use infermesh_config::telemetry::{AccessLog as Config, LogSink};
 
-use crate::json_line::Stamps;
+use crate::fragments::LineMemo;
 use crate::metrics::Metrics;
 use crate::per_thread::PerThread;
 
@@ -50,8 +50,8 @@ struct Buffer {
     lines: u64,
     /// The writer has been asked to come early for this buffer.
     woken: bool,
-    /// This thread's last time stamp.
-    stamps: Stamps,
+    /// This thread's last time stamp and repeated runs of fields.
+    memo: LineMemo,
 }
 
 #[derive(Debug, Default)]
@@ -111,11 +111,11 @@ impl AccessLog {
 
     /// Queues one line, composed by `line` (from the configured fields) straight
     /// into the calling thread's buffer: no allocation per line.
-    pub(crate) fn write(&self, line: impl FnOnce(&[usize], &mut Vec<u8>, &mut Stamps)) {
+    pub(crate) fn write(&self, line: impl FnOnce(&[usize], &mut Vec<u8>, &mut LineMemo)) {
         let mut guard = self.shared.buffers.mine();
         let b = &mut *guard;
         let start = b.bytes.len();
-        line(&self.fields, &mut b.bytes, &mut b.stamps);
+        line(&self.fields, &mut b.bytes, &mut b.memo);
         if b.bytes.len() > MAX_BUFFERED {
             b.bytes.truncate(start);
             drop(guard);

@@ -15,6 +15,18 @@ use std::time::{Duration, SystemTime};
 /// ones grow the buffer as usual).
 const LINE_ROOM: usize = 1024;
 
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 15]];
+        b += 1;
+    }
+    pairs
+};
+
 /// A JSON object written field by field into one buffer.
 pub(crate) struct JsonLine<'o> {
     out: &'o mut Vec<u8>,
@@ -153,13 +165,14 @@ impl<'o> JsonLine<'o> {
     }
 
     /// Lowercase hex of `bytes` (a trace id), quoted.
+    /// (A byte's two digits come from one table entry.)
     pub(crate) fn hex16<const N: usize>(&mut self, key: &[u8; N], bytes: &[u8; 16]) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         self.key(key);
         let mut quoted = [b'"'; 34];
-        for (pair, b) in quoted[1..33].chunks_exact_mut(2).zip(bytes) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 15)];
+        for (i, b) in bytes.iter().enumerate() {
+            let pair = HEX_PAIRS[usize::from(*b)];
+            quoted[1 + 2 * i] = pair[0];
+            quoted[2 + 2 * i] = pair[1];
         }
         self.out.extend_from_slice(&quoted);
     }
@@ -167,34 +180,63 @@ impl<'o> JsonLine<'o> {
     /// `ip:port` (`[ip]:port` for IPv6) as `SocketAddr`'s `Display` writes it, quoted.
     pub(crate) fn socket_addr<const N: usize>(&mut self, key: &[u8; N], addr: SocketAddr) {
         self.key(key);
-        match addr {
-            SocketAddr::V4(a) => {
-                // `"255.255.255.255:65535"` is 23 bytes.
-                let mut buf = [0u8; 24];
-                let mut at = 0;
-                let mut put = |bytes: &[u8]| {
-                    buf[at..at + bytes.len()].copy_from_slice(bytes);
-                    at += bytes.len();
-                };
-                put(b"\"");
-                let mut digits = itoa::Buffer::new();
-                for (i, octet) in a.ip().octets().iter().enumerate() {
-                    if i > 0 {
-                        put(b".");
-                    }
-                    put(digits.format(*octet).as_bytes());
-                }
-                put(b":");
-                put(digits.format(a.port()).as_bytes());
-                put(b"\"");
-                self.out.extend_from_slice(&buf[..at]);
-            }
-            SocketAddr::V6(a) => escape_into(self.out, &a.to_string()),
-        }
+        quoted_socket_addr(self.out, addr);
+    }
+
+    /// A field whose value was written before by [`quoted_socket_addr`] (or is
+    /// otherwise already JSON), copied as it is.
+    pub(crate) fn verbatim<const N: usize>(&mut self, key: &[u8; N], value: &[u8]) {
+        self.key(key);
+        self.out.extend_from_slice(value);
+    }
+
+    /// Bytes written before by this writer for the same fields (a run of whole
+    /// fields after the first, so starting with its `,`), copied as they are.
+    pub(crate) fn fragment(&mut self, bytes: &[u8]) {
+        debug_assert!(!self.first && bytes.first() == Some(&b','));
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// The end of what has been written so far (to take a run's bytes after it).
+    pub(crate) fn mark(&self) -> usize {
+        self.out.len()
+    }
+
+    /// What was written between two marks.
+    pub(crate) fn between(&self, marks: std::ops::Range<usize>) -> &[u8] {
+        &self.out[marks]
     }
 
     pub(crate) fn finish(self) {
         self.out.extend_from_slice(b"}\n");
+    }
+}
+
+/// `addr` as `SocketAddr`'s `Display` writes it, quoted, appended to `out`.
+pub(crate) fn quoted_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            // `"255.255.255.255:65535"` is 23 bytes.
+            let mut buf = [0u8; 24];
+            let mut at = 0;
+            let mut put = |bytes: &[u8]| {
+                buf[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            };
+            put(b"\"");
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in a.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    put(b".");
+                }
+                put(digits.format(*octet).as_bytes());
+            }
+            put(b":");
+            put(digits.format(a.port()).as_bytes());
+            put(b"\"");
+            out.extend_from_slice(&buf[..at]);
+        }
+        SocketAddr::V6(a) => escape_into(out, &a.to_string()),
     }
 }
 
@@ -451,6 +493,13 @@ mod tests {
         let id: [u8; 16] = std::array::from_fn(|i| (i as u8) * 17);
         let got = line(|j| j.hex16(b"\"t\":", &id));
         assert_eq!(got, "{\"t\":\"00112233445566778899aabbccddeeff\"}\n");
+        let mut rng = fastrand::Rng::with_seed(2);
+        for _ in 0..1000 {
+            let id: [u8; 16] = std::array::from_fn(|_| rng.u8(..));
+            let want: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let got = line(|j| j.hex16(b"\"t\":", &id));
+            assert_eq!(got, format!("{{\"t\":\"{want}\"}}\n"));
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod context;
 pub mod export;
 pub mod exposition;
+mod fragments;
 mod json_line;
 pub mod metrics;
 mod per_thread;
@@ -95,7 +96,7 @@ impl Telemetry {
             spans.submit(r.span());
         }
         if let Some(log) = &self.access_log {
-            log.write(|fields, out, stamps| r.log_into(fields, out, stamps));
+            log.write(|fields, out, memo| r.log_into(fields, out, memo));
         }
     }
 }

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::context::TraceContext;
 use crate::export::{self, SpanData};
-use crate::json_line::{JsonLine, Stamps};
+use crate::fragments::{Addresses, Fragments, HEAD, LineMemo, TAIL};
+use crate::json_line::JsonLine;
 use crate::requests::{LabelRefs, Observation, Request};
 
 /// Which side of a hop reports: the gateway reports as Istio's `source` (the client
@@ -219,20 +220,16 @@ impl Record<'_> {
     #[cfg(test)]
     pub(crate) fn log_line(&self, fields: &[usize]) -> String {
         let mut out = Vec::new();
-        self.log_into(fields, &mut out, &mut Stamps::default());
+        self.log_into(fields, &mut out, &mut LineMemo::default());
         String::from_utf8(out).expect("access-log lines are UTF-8")
     }
 
-    /// [`Record::log_line`], appended to `out` (no allocation of its own).
-    pub(crate) fn log_into(&self, fields: &[usize], out: &mut Vec<u8>, stamps: &mut Stamps) {
-        let mut j = JsonLine::new(out, stamps);
+    /// [`Record::log_line`], appended to `out` (no allocation of its own); `memo` is
+    /// what the calling thread remembers from its earlier lines.
+    pub(crate) fn log_into(&self, fields: &[usize], out: &mut Vec<u8>, memo: &mut LineMemo) {
+        let mut j = JsonLine::new(out, &mut memo.stamps);
         if fields == ALL_IN_ORDER {
-            // The default: every field in order, written straight through (no loop
-            // and no dispatch per field; a test compares it with the loop below).
-            macro_rules! each {
-                ($($i:literal)*) => { $(self.field(&mut j, $i);)* };
-            }
-            each!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22);
+            self.default_fields(&mut j, &mut memo.fragments, &mut memo.addresses);
         } else {
             for &index in fields {
                 self.field(&mut j, index);
@@ -241,10 +238,52 @@ impl Record<'_> {
         j.finish();
     }
 
+    /// The default: every field in order, written straight through (no loop and no
+    /// dispatch per field), with the runs that repeat from line to line copied
+    /// from `fragments`, and the source address from `addresses`, when this thread
+    /// wrote them before (tests compare both with the per-field loop).
+    #[inline(always)]
+    fn default_fields(
+        &self,
+        j: &mut JsonLine<'_>,
+        fragments: &mut Fragments,
+        addresses: &mut Addresses,
+    ) {
+        macro_rules! each {
+            ($($i:literal)*) => { $(self.field(j, $i);)* };
+        }
+        const _: () = assert!(*HEAD.start() == 3 && *HEAD.end() == 7);
+        const _: () = assert!(*TAIL.start() == 10 && *TAIL.end() == 18);
+        each!(0 1 2);
+        // Fields 8 and 9: the source address as the per-field loop writes it.
+        let mut middle = |j: &mut JsonLine<'_>| {
+            self.field(j, 8);
+            match self.source_address {
+                Some(a) => j.verbatim(b"\"source_address\":", addresses.quoted(a)),
+                None => self.field(j, 9),
+            }
+        };
+        if let Some(runs) = fragments.find(self) {
+            j.fragment(&runs.head);
+            middle(j);
+            j.fragment(&runs.tail);
+        } else {
+            let head = j.mark();
+            each!(3 4 5 6 7);
+            let middle_at = j.mark();
+            middle(j);
+            let tail = j.mark();
+            each!(10 11 12 13 14 15 16 17 18);
+            let end = j.mark();
+            fragments.remember(self, j.between(head..middle_at), j.between(tail..end));
+        }
+        each!(19 20 21 22);
+    }
+
     /// One field, by its position in ACCESS_LOG_FIELDS (no string comparisons; a
     /// test checks that each position writes its field's name).
     #[inline(always)]
-    fn field(&self, j: &mut JsonLine<'_>, index: usize) {
+    pub(crate) fn field(&self, j: &mut JsonLine<'_>, index: usize) {
         match index {
             0 => j.time(b"\"time\":", self.started),
             1 => j.str(b"\"request_id\":", self.request_id),
