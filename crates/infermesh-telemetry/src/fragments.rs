@@ -10,8 +10,9 @@
 //! a line whose values are the same copies them (two copies instead of fifteen
 //! fields, with their escape scans and number formatting). [`Addresses`] does the
 //! same for the source address, per connection. The other fields — time, ids,
-//! request principal, byte counts, durations — are written for every line. A test compares lines through the memo with lines composed
-//! field by field, over generated records.
+//! request principal, byte counts, durations — are written for every line. A test
+//! compares lines through the memo with lines composed field by field, over
+//! generated records.
 
 use std::net::SocketAddr;
 

@@ -862,8 +862,6 @@ mod tests {
         }
     }
 
-    /// Two label sets whose strings differ only in the middle have the same key:
-    /// they still count as two series.
     /// Label sets that come back after others (more than a thread looks at first),
     /// in bursts and alone, count exactly as a tally by the owned labels does:
     /// the recent label sets and the keyed lookup find the same series.
@@ -892,6 +890,8 @@ mod tests {
         }
     }
 
+    /// Two label sets whose strings differ only in the middle have the same key:
+    /// they still count as two series.
     #[test]
     fn label_sets_with_the_same_key_count_apart() {
         let (metrics, registry) = registered();
