@@ -114,8 +114,14 @@ fn handle(
         Start::Answered(response) => Either::Left(std::future::ready(Ok(response))),
         Start::Call(call) => {
             let timeout = state.timeout;
-            // The deadline counts from the call's start (one clock read for both).
-            let deadline = tokio::time::Instant::from_std(call.started) + timeout;
+            // The deadline counts from the call's start (one clock read for both); a
+            // timeout too long to add to the clock (`ServerConfig` takes any
+            // `Duration`) is a deadline decades away, as `tokio::time::timeout`
+            // makes it.
+            let started = tokio::time::Instant::from_std(call.started);
+            let deadline = started
+                .checked_add(timeout)
+                .unwrap_or_else(|| started + FAR_FUTURE);
             // A combinator, not an `async` block awaiting it: that would hold the
             // timed future twice (captured, and as the awaited value).
             Either::Right(
@@ -131,6 +137,9 @@ fn handle(
         }
     }
 }
+
+/// The deadline of a call whose timeout cannot be added to the clock.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// What hyper gets for a request.
 type Handled = Result<Response<Full<Bytes>>, Infallible>;
@@ -594,6 +603,26 @@ mod tests {
         assert!(ok.starts_with("HTTP/1.1 404"), "{ok}");
         assert!(ok.contains("Servable not found for request"), "{ok}");
 
+        stop.send(true).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    /// A timeout too long to add to the clock (`ServerConfig` takes any
+    /// `Duration`) is no timeout, not a panic.
+    #[tokio::test]
+    async fn the_longest_timeout_is_no_timeout() {
+        let (addr, stop, server) = server_with(Duration::MAX, 64).await;
+        let body = r#"{"instances": [1.0]}"#;
+        let request = format!(
+            "POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = exchange(addr, &request, false).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(
+            answer.contains("Servable not found for request"),
+            "{answer}"
+        );
         stop.send(true).unwrap();
         server.await.unwrap().unwrap();
     }
