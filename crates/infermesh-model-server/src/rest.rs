@@ -211,15 +211,14 @@ impl Call {
             Err(BodyError::TooLarge(status)) => (Err(status), Some(StatusCode::PAYLOAD_TOO_LARGE)),
             Err(BodyError::Read(status)) => (Err(status), None),
         };
-        let (state, spec, api, started) = (&self.state, &self.spec, self.api, self.started);
         let record = |version, outcome, served| {
-            state.models.record_in(
-                Some(spec),
+            self.state.models.record_in(
+                Some(&self.spec),
                 version,
-                api,
+                self.api,
                 Entrypoint::Rest,
                 outcome,
-                started,
+                self.started,
                 served,
             )
         };
