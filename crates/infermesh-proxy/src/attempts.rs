@@ -106,7 +106,7 @@ impl Attempts<'_> {
             tried.push(picked.addr());
             let result = self
                 .clients
-                .send(picked.addr(), outbound, body.attempt())
+                .send(picked.authority(), outbound, body.attempt())
                 .await;
             let retry_allowed = match &result {
                 Ok(response) => {

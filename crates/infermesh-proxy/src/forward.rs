@@ -3,7 +3,6 @@
 //! configured connect timeout — and clean hop-by-hop headers both ways. Retries,
 //! timeouts and endpoint choice are the caller's ([`crate::attempts`]).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
@@ -102,10 +101,11 @@ impl Clients {
         self.tls.is_some()
     }
 
-    /// Sends one attempt to `addr`.
+    /// Sends one attempt to the endpoint at `authority` (its address, as the
+    /// endpoint wrote it once: see [`crate::endpoints::Picked::authority`]).
     pub async fn send(
         &self,
-        addr: SocketAddr,
+        authority: Option<Authority>,
         outbound: &Outbound,
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, SendError> {
@@ -114,7 +114,11 @@ impl Clients {
         } else {
             Scheme::HTTP
         };
-        let uri = upstream_uri(scheme, addr, &outbound.path_and_query)
+        let uri = authority
+            .ok_or_else(|| "the endpoint's address is not a URI authority".to_owned())
+            .and_then(|a| {
+                upstream_uri(scheme, a, &outbound.path_and_query).map_err(|e| e.to_string())
+            })
             .map_err(|e| SendError::Other(format!("invalid upstream uri: {e}")))?;
         let (body, sent_whole) = SentWhole::wrap(body);
         let mut request = Request::new(body);
@@ -346,46 +350,25 @@ fn has_hop_by_hop(headers: &HeaderMap) -> bool {
     })
 }
 
-/// `scheme://addr` + `path_and_query`, built from its parts (no formatting and
-/// re-parsing of the whole URI on every attempt).
+/// `scheme://authority` + `path_and_query`, built from its parts (no formatting and
+/// re-parsing of the whole URI on every attempt; the authority is the endpoint's,
+/// shared, so the clones hyper-util makes of it allocate nothing).
 fn upstream_uri(
     scheme: Scheme,
-    addr: SocketAddr,
+    authority: Authority,
     path_and_query: &str,
 ) -> Result<Uri, http::Error> {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(scheme);
-    parts.authority = Some(authority(addr)?);
+    parts.authority = Some(authority);
     parts.path_and_query = Some(PathAndQuery::try_from(path_and_query)?);
     Ok(Uri::from_parts(parts)?)
 }
 
-/// `addr` as a URI authority: `a.b.c.d:port`, or `[v6]:port` as `SocketAddr` prints it.
-fn authority(addr: SocketAddr) -> Result<Authority, http::uri::InvalidUri> {
-    let SocketAddr::V4(v4) = addr else {
-        return Authority::try_from(addr.to_string());
-    };
-    // `255.255.255.255:65535` is 21 bytes.
-    let mut buf = [0u8; 21];
-    let mut len = 0;
-    let mut put = |bytes: &[u8]| {
-        buf[len..len + bytes.len()].copy_from_slice(bytes);
-        len += bytes.len();
-    };
-    let mut digits = itoa::Buffer::new();
-    for (i, octet) in v4.ip().octets().iter().enumerate() {
-        if i > 0 {
-            put(b".");
-        }
-        put(digits.format(*octet).as_bytes());
-    }
-    put(b":");
-    put(digits.format(v4.port()).as_bytes());
-    Authority::try_from(&buf[..len])
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     #[test]
@@ -399,14 +382,16 @@ mod tests {
             let addr: SocketAddr = addr.parse().unwrap();
             for (scheme, name) in [(Scheme::HTTP, "http"), (Scheme::HTTPS, "https")] {
                 for pq in ["/", "/v1/models/m/versions/1:predict", "/a?b=c&d=%2F"] {
-                    let built = upstream_uri(scheme.clone(), addr, pq).unwrap();
+                    let authority = crate::endpoints::uri_authority(addr).unwrap();
+                    let built = upstream_uri(scheme.clone(), authority, pq).unwrap();
                     let formatted: Uri = format!("{name}://{addr}{pq}").parse().unwrap();
                     assert_eq!(built, formatted);
                     assert_eq!(built.to_string(), formatted.to_string());
                 }
             }
         }
-        assert!(upstream_uri(Scheme::HTTP, "127.0.0.1:1".parse().unwrap(), "no-slash").is_err());
+        let authority = crate::endpoints::uri_authority("127.0.0.1:1".parse().unwrap()).unwrap();
+        assert!(upstream_uri(Scheme::HTTP, authority, "no-slash").is_err());
     }
 
     /// Every combination of a few ordinary and hop-by-hop headers: the early return

@@ -59,7 +59,7 @@ async fn send(mirror: Mirror) -> &'static str {
     };
     match mirror
         .clients
-        .send(picked.addr(), &mirror.outbound, mirror.body.attempt())
+        .send(picked.authority(), &mirror.outbound, mirror.body.attempt())
         .await
     {
         Ok(response) => {

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use http::uri::Authority;
+
 use super::Shared;
 
 /// How one attempt on an endpoint ended, as far as outlier detection cares.
@@ -37,6 +39,11 @@ pub struct EndpointStatus {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) addr: SocketAddr,
+    /// `addr` as a URI authority, written once: every attempt's URI clones it, and
+    /// so do hyper-util's pool key and request line, sharing one buffer. `None`
+    /// only if the address could not be written as one (a socket address always
+    /// can); attempts then fail as an invalid upstream URI.
+    authority: Option<Authority>,
     /// Requests holding a [`Picked`] for it.
     pub(crate) in_flight: AtomicUsize,
     /// Consecutive connect failures / server errors.
@@ -51,6 +58,7 @@ impl Endpoint {
     pub(crate) fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
+            authority: uri_authority(addr).ok(),
             in_flight: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
@@ -97,6 +105,12 @@ impl Picked {
         self.endpoint.addr
     }
 
+    /// The endpoint's address as a URI authority (a shared buffer: cloning it
+    /// allocates nothing); `None` if it could not be written as one.
+    pub fn authority(&self) -> Option<Authority> {
+        self.endpoint.authority.clone()
+    }
+
     /// Records how the attempt ended and releases the in-flight slot. An endpoint
     /// removed from the set meanwhile (DNS) still counts its failures but is never
     /// ejected: it no longer takes traffic anyway.
@@ -109,4 +123,28 @@ impl Drop for Picked {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// `addr` as a URI authority: `a.b.c.d:port`, or `[v6]:port` as `SocketAddr` prints it.
+pub fn uri_authority(addr: SocketAddr) -> Result<Authority, http::uri::InvalidUri> {
+    let SocketAddr::V4(v4) = addr else {
+        return Authority::try_from(addr.to_string());
+    };
+    // `255.255.255.255:65535` is 21 bytes.
+    let mut buf = [0u8; 21];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.ip().octets().iter().enumerate() {
+        if i > 0 {
+            put(b".");
+        }
+        put(digits.format(*octet).as_bytes());
+    }
+    put(b":");
+    put(digits.format(v4.port()).as_bytes());
+    Authority::try_from(&buf[..len])
 }
