@@ -47,7 +47,7 @@ pub struct Outbound {
     pub path_and_query: String,
     pub headers: HeaderMap,
     /// The SPIFFE ID the upstream must prove over mTLS; `None`: plaintext.
-    pub peer: Option<SpiffeId>,
+    pub peer: Option<Arc<SpiffeId>>,
 }
 
 /// How one attempt failed.

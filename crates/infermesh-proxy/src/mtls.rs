@@ -25,6 +25,7 @@ use tokio_rustls::server::TlsStream;
 use crate::FastMap;
 use crate::body::ProxyBody;
 use crate::identity::PeerIdentity;
+use crate::names::Names;
 
 /// How long a client has to finish the TLS handshake (or send its first byte).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -289,12 +290,12 @@ impl UpstreamTls {
 /// The identity the gateway requires of `workload`'s sidecars, when the hop is
 /// mTLS (identity on at the gateway, the workload not DISABLE).
 pub fn expected_upstream(
-    config: &MeshConfig,
+    names: &Names,
     workload: &Workload,
     tls_on: bool,
-) -> Option<SpiffeId> {
+) -> Option<Arc<SpiffeId>> {
     if !tls_on || workload.mtls == MtlsMode::Disable {
         return None;
     }
-    workload_id(config, workload).ok()
+    names.workloads.get(&workload.name)?.id.clone()
 }

@@ -1,11 +1,13 @@
 //! Label values derived from the config — each workload's SPIFFE ID and service name,
 //! and which workload a peer principal belongs to — computed once per config value,
-//! so recording a request formats no strings.
+//! so recording a request formats no strings, and the identity the gateway requires
+//! of each workload's sidecars, so forwarding builds none.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use infermesh_config::MeshConfig;
+use infermesh_identity::SpiffeId;
 
 use crate::FastMap;
 
@@ -30,9 +32,12 @@ pub struct GatewayNames {
     pub spiffe: String,
 }
 
-/// What one workload is called in metrics.
+/// What one workload is called in metrics, and the identity its sidecars prove.
 #[derive(Debug)]
 pub struct WorkloadNames {
+    /// The SPIFFE ID the gateway requires of its sidecars over mTLS, made once per
+    /// config (not per request); `None` if the config's names make no valid one.
+    pub id: Option<Arc<SpiffeId>>,
     /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
     pub spiffe: String,
     /// `<name>.<namespace>.svc.cluster.local`.
@@ -59,6 +64,7 @@ impl Names {
             workloads.insert(
                 w.name.clone(),
                 WorkloadNames {
+                    id: crate::mtls::workload_id(&config, w).ok().map(Arc::new),
                     spiffe: format!("spiffe://{principal}"),
                     service: format!("{}.{}.svc.cluster.local", w.name, w.namespace),
                 },
@@ -93,5 +99,44 @@ impl NameCache {
         let names = Arc::new(Names::of(config.clone()));
         self.0.store(names.clone());
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use infermesh_config::MtlsMode;
+
+    use super::NameCache;
+    use crate::mtls::{expected_upstream, workload_id};
+
+    /// The identity the gateway requires of a workload's sidecars comes from the
+    /// names made once per config: the same SPIFFE ID `workload_id` builds, none
+    /// when mTLS is off at the gateway or disabled for the workload.
+    #[test]
+    fn the_expected_upstream_identity_is_the_workloads_spiffe_id() {
+        let mut config = crate::tests::mesh(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let config_arc = Arc::new(config.clone());
+        let names = NameCache::new(config_arc.clone()).get(&config_arc);
+        assert!(!config.workloads.is_empty());
+        for w in config.workloads.values() {
+            let want = workload_id(&config, w).unwrap();
+            let got = expected_upstream(&names, w, true).expect("an identity");
+            assert_eq!(*got, want);
+            assert_eq!(got.to_string(), names.workloads[&w.name].spiffe);
+            assert!(expected_upstream(&names, w, false).is_none());
+        }
+        for w in config.workloads.values_mut() {
+            Arc::make_mut(w).mtls = MtlsMode::Disable;
+        }
+        let disabled = Arc::new(config);
+        let names = NameCache::new(disabled.clone()).get(&disabled);
+        for w in disabled.workloads.values() {
+            assert!(expected_upstream(&names, w, true).is_none());
+        }
     }
 }

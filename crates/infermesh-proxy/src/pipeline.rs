@@ -358,7 +358,7 @@ impl Proxy {
     /// endpoints, the rewrite to the chosen version, the mirror copy (spawned here).
     async fn route_gateway(
         &self,
-        config: &MeshConfig,
+        config: &Arc<MeshConfig>,
         parts: &mut Parts,
         inspected: &Inspected,
         body: RequestBody,
@@ -389,7 +389,8 @@ impl Proxy {
                 .0;
         }
         let mut outbound = outbound(parts, inspected);
-        outbound.peer = crate::mtls::expected_upstream(config, workload, self.clients.tls_on());
+        let names = self.names.get(config);
+        outbound.peer = crate::mtls::expected_upstream(&names, workload, self.clients.tls_on());
         if let Some(mirror_version) = decision.mirror {
             if body.is_complete() {
                 let (path, mirror_body) = inspected.rewrite(body.clone(), mirror_version)?;
