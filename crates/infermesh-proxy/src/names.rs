@@ -64,7 +64,9 @@ impl Names {
             workloads.insert(
                 w.name.clone(),
                 WorkloadNames {
-                    id: crate::mtls::workload_id(&config, w).ok().map(Arc::new),
+                    id: SpiffeId::new(td, &w.namespace, &w.service_account)
+                        .ok()
+                        .map(Arc::new),
                     spiffe: format!("spiffe://{principal}"),
                     service: format!("{}.{}.svc.cluster.local", w.name, w.namespace),
                 },
