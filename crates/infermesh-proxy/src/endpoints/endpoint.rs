@@ -126,7 +126,7 @@ impl Drop for Picked {
 }
 
 /// `addr` as a URI authority: `a.b.c.d:port`, or `[v6]:port` as `SocketAddr` prints it.
-pub fn uri_authority(addr: SocketAddr) -> Result<Authority, http::uri::InvalidUri> {
+pub(crate) fn uri_authority(addr: SocketAddr) -> Result<Authority, http::uri::InvalidUri> {
     let SocketAddr::V4(v4) = addr else {
         return Authority::try_from(addr.to_string());
     };

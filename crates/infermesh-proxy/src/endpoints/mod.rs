@@ -35,7 +35,9 @@ use self::dns::Dns;
 use self::endpoint::Endpoint;
 
 pub use self::dns::{Resolve, TokioResolver};
-pub use self::endpoint::{EndpointStatus, Outcome, Picked, uri_authority};
+#[cfg(test)]
+pub(crate) use self::endpoint::uri_authority;
+pub use self::endpoint::{EndpointStatus, Outcome, Picked};
 
 /// Step between per-pick RNG seeds (the golden-ratio Weyl increment): successive
 /// seeds differ in many bits, so successive draws are independent enough for P2C.
