@@ -97,16 +97,13 @@ impl Key {
             && self.protocol == Some(r.protocol)
             && self.version == r.version
             && self.grpc_status == r.grpc_status
-            && same(self.response_flags, r.response_flags)
-            && same_opt(self.api, r.api)
-            && same_opt(self.model.as_deref(), r.model)
-            && same(&self.path, r.path)
-            && same(&self.method, r.method)
-            && same_opt(
-                self.peer_principal.as_deref(),
-                r.mtls.then_some(r.source.principal),
-            )
-            && same_opt(self.signature.as_deref(), r.signature)
+            && self.response_flags == r.response_flags
+            && self.api == r.api
+            && self.model.as_deref() == r.model
+            && self.path == r.path
+            && self.method == r.method
+            && self.peer_principal.as_deref() == r.mtls.then_some(r.source.principal)
+            && self.signature.as_deref() == r.signature
             && match (&self.decision, r.decision) {
                 (None, None) => true,
                 (
@@ -116,7 +113,7 @@ impl Key {
                         policy: p,
                         ..
                     }),
-                ) => *allowed == a && same_opt(policy.as_deref(), p),
+                ) => *allowed == a && policy.as_deref() == p,
                 _ => false,
             }
     }
@@ -139,22 +136,6 @@ impl Key {
         self.grpc_status = r.grpc_status;
         self.response_flags = r.response_flags;
     }
-}
-
-#[inline(always)]
-fn same_opt(a: Option<&str>, b: Option<&str>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => same(a, b),
-        _ => false,
-    }
-}
-
-/// String equality: `memcmp`, which compares a path or a SPIFFE ID in a few wide
-/// loads.
-#[inline(always)]
-fn same(a: &str, b: &str) -> bool {
-    a == b
 }
 
 fn set_str(s: &mut String, v: &str) {
