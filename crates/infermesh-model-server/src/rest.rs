@@ -472,24 +472,20 @@ mod tests {
     use crate::manager::ModelManager;
     use crate::service::Models;
 
-    /// A REST server with no models on a loopback port, and the switch that stops it.
-    async fn server() -> (
+    /// A running test server: its address, the switch that stops it, its task.
+    type TestServer = (
         std::net::SocketAddr,
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<Result<(), std::io::Error>>,
-    ) {
+    );
+
+    /// A REST server with no models on a loopback port, and the switch that stops it.
+    async fn server() -> TestServer {
         server_with(Duration::from_secs(5), 1 << 20).await
     }
 
     /// [`server`] with this request timeout and body limit.
-    async fn server_with(
-        timeout: Duration,
-        max_body_bytes: usize,
-    ) -> (
-        std::net::SocketAddr,
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<Result<(), std::io::Error>>,
-    ) {
+    async fn server_with(timeout: Duration, max_body_bytes: usize) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut registry = prometheus_client::registry::Registry::default();
